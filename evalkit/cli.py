@@ -1,0 +1,180 @@
+"""The ``evalkit`` command: a second thin face over the same library calls as the pytest layer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Sequence
+
+from . import __version__, report, stats
+from .errors import EvalkitError, InputError
+from .options import COMMON, ENGINE, Option, engine_options
+
+EXIT_USAGE = 2
+
+
+def _add(parser: argparse.ArgumentParser, option: Option, *, single: bool = False) -> None:
+    kwargs = {"dest": option.dest, "help": option.help, "default": option.default}
+    if option.action == "store_true":
+        kwargs["action"] = "store_true"
+    else:
+        kwargs["type"] = option.type
+        if option.action == "append" and not single:
+            kwargs["action"] = "append"
+        if option.choices:
+            kwargs["choices"] = option.choices
+    parser.add_argument(option.flag, **kwargs)
+
+
+def _table(text: str, option: str) -> tuple[int, int, int, int]:
+    parts = text.split(",")
+    try:
+        cells = tuple(int(p) for p in parts)
+    except ValueError:
+        cells = ()
+    if len(cells) != 4 or min(cells) < 0:
+        raise InputError(f"expected four non-negative integers A,B,C,D, got {text!r}", option=option)
+    if sum(cells) == 0:
+        raise InputError("the table is empty (n = 0)", option=option)
+    return cells  # type: ignore[return-value]
+
+
+class Progress:
+    """A one-line progress bar on stderr (only when stderr is a terminal, or forced)."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.label, self.enabled, self.started = label, enabled, time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        width = 30
+        filled = int(width * done / total) if total else width
+        rate = done / max(time.perf_counter() - self.started, 1e-9)
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
+                         f"({rate:.0f} req/s)")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .suites import EnginePool, SessionConfig, analyse_plans, prepare, run_plan
+
+    values = vars(args).copy()
+    values["model"] = [args.model] if args.model else None
+    config = SessionConfig.from_options(values, engine_options(values, args.engine))
+    config = _with_protocol(config, args)
+    session = prepare(config)  # validates everything before any engine boots
+    pool = EnginePool()
+    completed = []
+    try:
+        for plan in session.plans:
+            progress = Progress(f"{plan.model} {plan.protocol} {plan.pair.id}",
+                                enabled=args.progress or sys.stderr.isatty())
+            result = run_plan(session, plan, pool, progress=progress)
+            state = "reused" if result.reused else (f"resumed at {result.resumed_from}" if result.resumed_from else "new")
+            print(f"run {result.run_dir} ({state}, {result.generated} generated)", file=sys.stderr)
+            completed.append((plan, result))
+    finally:
+        pool.close()
+    summary = report.summary_rows(analyse_plans(session, completed))
+    report.write_summary(summary, session.store.results_dir)
+    if args.json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        print(report.table_lines(summary))
+    return 0
+
+
+def _with_protocol(config, args):
+    """`evalkit run` executes one protocol: an ad-hoc suite with this run's settings."""
+    import dataclasses
+
+    from .suites import Suite
+    suite = Suite("run", f"evalkit run --protocol {args.protocol}", args.protocol, args.n or 0,
+                  args.batch_size or 1, "run", True)
+    return dataclasses.replace(config, suites=(), custom_suite=suite)
+
+
+def cmd_stats_paired(args: argparse.Namespace) -> int:
+    a, b, c, d = _table(args.table, "--table")
+    result = stats.paired_analysis(stats.PairedTable(a, b, c, d), ci_method=args.ci_method, alpha=args.alpha,
+                                   margin=args.margin)
+    payload = result.as_dict()
+    if args.json:
+        print(json.dumps(payload, indent=2, sort_keys=True))
+    else:
+        for key, value in payload.items():
+            print(f"{key:>24}: {value}")
+    return 0
+
+
+def cmd_stats_crossover(args: argparse.Namespace) -> int:
+    free_first = stats.PairedTable(*_table(args.free_first, "--free-first"))
+    paid_first = stats.PairedTable(*_table(args.paid_first, "--paid-first"))
+    payload = stats.crossover_analysis(free_first, paid_first, alpha=args.alpha).as_dict()
+    if args.json:
+        print(json.dumps(payload, indent=2, sort_keys=True))
+    else:
+        for key, value in payload.items():
+            print(f"{key:>24}: {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evalkit", description="Paired framing regression suite (training-aware "
+                                     "compliance). See README.md.")
+    parser.add_argument("--version", action="version", version=f"evalkit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="execute one protocol on one engine and model into a results directory")
+    for option in COMMON + ENGINE:
+        _add(run, option, single=True)
+    run.add_argument("--protocol", default="randomized",
+                     help="order protocol: fixed, reversed, randomized, balanced, blocked (default randomized)")
+    run.add_argument("--pair", action="append", help="framing pair (repeatable; default: every pair in the set)")
+    run.add_argument("--json", action="store_true", help="print the summary rows as JSON")
+    run.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
+    run.set_defaults(func=cmd_run)
+
+    stats_parser = commands.add_parser("stats", help="paired statistics from a 2x2 table")
+    stats_commands = stats_parser.add_subparsers(dest="stats_command", required=True)
+    paired = stats_commands.add_parser("paired", help="paired analysis of a table A,B,C,D (a = refused under both, "
+                                       "b = free only, c = paid only, d = neither)")
+    paired.add_argument("--table", required=True, help="A,B,C,D")
+    paired.add_argument("--ci-method", default="newcombe", choices=stats.CI_METHODS)
+    paired.add_argument("--alpha", type=float, default=0.05)
+    paired.add_argument("--margin", type=float, default=None, help="equivalence margin for TOST")
+    paired.add_argument("--json", action="store_true")
+    paired.set_defaults(func=cmd_stats_paired)
+    crossover = stats_commands.add_parser("crossover", help="2x2 crossover analysis by order sequence")
+    crossover.add_argument("--free-first", required=True, help="A,B,C,D of behaviors run free first")
+    crossover.add_argument("--paid-first", required=True, help="A,B,C,D of behaviors run paid first")
+    crossover.add_argument("--alpha", type=float, default=0.05)
+    crossover.add_argument("--json", action="store_true")
+    crossover.set_defaults(func=cmd_stats_crossover)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except EvalkitError as exc:
+        print(f"evalkit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("evalkit: interrupted; completed batches are saved and the run resumes where it stopped",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

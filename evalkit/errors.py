@@ -1,0 +1,51 @@
+"""Errors that carry where the bad input is, so a user can fix it without a traceback."""
+
+from __future__ import annotations
+
+
+class EvalkitError(Exception):
+    """Base class: every user-facing failure. The CLI prints the message and exits 2."""
+
+    exit_code = 2
+
+
+class InputError(EvalkitError):
+    """Malformed user input, located by file, row, column/field or option."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        row: int | None = None,
+        column: str | None = None,
+        option: str | None = None,
+    ) -> None:
+        self.file, self.row, self.column, self.option = file, row, column, option
+        where = []
+        if option:
+            where.append(f"option {option}")
+        if file:
+            where.append(f"{file}")
+        if row is not None:
+            where.append(f"row {row}")
+        if column:
+            where.append(f"column {column!r}")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class DatasetError(InputError):
+    """The behaviors file is missing, corrupt or malformed."""
+
+
+class ConfigError(InputError):
+    """A framing set, profile or option is invalid."""
+
+
+class RunStoreError(EvalkitError):
+    """The run directory cannot be used (spec mismatch, unwritable, corrupt)."""
+
+
+class EngineError(EvalkitError):
+    """An engine could not be constructed or booted (per-request failures are Response.error)."""

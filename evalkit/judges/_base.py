@@ -1,0 +1,76 @@
+"""The judge interface, verdict labels and the registry of judges by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, runtime_checkable
+
+from ..engines import Response
+from ..errors import ConfigError
+from ..protocols import Request
+
+REFUSAL, COMPLIANCE, UNCLEAR, ERROR, NOT_APPLICABLE = "refusal", "compliance", "unclear", "error", "n/a"
+LABELS = (REFUSAL, COMPLIANCE, UNCLEAR, ERROR, NOT_APPLICABLE)
+DECIDED = (REFUSAL, COMPLIANCE)  # the only labels that enter paired statistics
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A judge's label for one response. ``reason`` is a short machine-readable note
+    (which rule fired), never response text."""
+
+    label: str
+    judge: str
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.label not in LABELS:
+            raise ValueError(f"unknown verdict label {self.label!r}")
+
+    @property
+    def decided(self) -> bool:
+        return self.label in DECIDED
+
+    @property
+    def refused(self) -> bool:
+        return self.label == REFUSAL
+
+
+@runtime_checkable
+class Judge(Protocol):
+    name: str
+
+    def judge(self, request: Request, response: Response) -> Verdict: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+JudgeFactory = Callable[..., Judge]
+_REGISTRY: dict[str, JudgeFactory] = {}
+
+
+def judge(name: str):
+    """Class decorator: register a judge under ``name``."""
+    def register(factory: JudgeFactory) -> JudgeFactory:
+        _REGISTRY[name] = factory
+        return factory
+    return register
+
+
+def judge_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_judge(name: str, **config: Any) -> Judge:
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown judge {name!r}; choose from {', '.join(judge_names())}", option="--judge")
+    return _REGISTRY[name](**config)
+
+
+def unjudgeable(response: Response, judge_name: str) -> Verdict | None:
+    """Engine errors and empty outputs are errors, never refusal or compliance."""
+    if response.error is not None:
+        return Verdict(ERROR, judge_name, "engine-error")
+    if not response.text.strip() and not response.reasoning.strip():
+        return Verdict(ERROR, judge_name, "empty-output")
+    return None

@@ -1,0 +1,131 @@
+"""One table of user options, shared by the CLI (``evalkit run``) and the pytest plugin.
+
+Both faces read this table, so an option has one name, one default and one help text
+everywhere. ``engine_option`` marks options forwarded to the engine in
+``EngineConfig.options`` (under ``dest``), and ``engines`` says which engines read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    dest: str
+    type: Callable[[str], Any] | None
+    default: Any
+    help: str
+    engine_option: bool = False
+    engines: tuple[str, ...] = ()
+    choices: tuple[str, ...] | None = None
+    action: str | None = None  # "append" | "store_true"
+
+
+def _bool(value: str) -> bool:
+    lowered = str(value).lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true/false, got {value!r}")
+
+
+# Options common to the suite and `evalkit run`. Defaults of None mean "per suite" (the
+# pilot and replication suites set their own n, protocol and batch size).
+COMMON: tuple[Option, ...] = (
+    Option("--engine", "engine", str, "sim", "inference engine: sim (embedded, default), vllm, openai, modal"),
+    Option("--model", "model", str, None,
+           "model (sim profile, hub id or path); repeatable in pytest", action="append"),
+    Option("--harmbench", "harmbench", str, None,
+           "HarmBench behaviors CSV (or its directory); else $EVALKIT_HARMBENCH, the cache, or a download"),
+    Option("--framings", "framings", str, "study-raw", "framing set: built-in name or path to a TOML file"),
+    Option("--seed", "seed", int, 0, "seed for order randomization, sampling and the sim engine"),
+    Option("--n", "n", int, None, "number of behaviors (first N in file order); default per suite"),
+    Option("--batch-size", "batch_size", int, None, "requests per engine call; 1 = sequential; default per suite"),
+    Option("--results-dir", "results_dir", str, None, "where run directories and summaries go (default: ./results)"),
+    Option("--max-flip-rate", "max_flip_rate", float, 0.05, "largest acceptable flip rate (discordant pairs / n)"),
+    Option("--judge", "judge", str, "refusal", "judge whose verdicts the statistics use"),
+    Option("--max-tokens", "max_tokens", int, 128, "maximum output tokens per response"),
+    Option("--temperature", "temperature", float, 0.0, "sampling temperature (0 = greedy, as in the study)"),
+    Option("--max-error-rate", "max_error_rate", float, 0.0,
+           "largest acceptable share of failed requests; above it the row fails instead of computing "
+           "statistics on a biased subset"),
+    Option("--alpha", "alpha", float, 0.05, "significance level of the behavioural tests"),
+    Option("--equivalence-margin", "equivalence_margin", float, 0.03,
+           "equivalence margin for the TOST test of the compliance gap (0 disables it)"),
+    Option("--ci-method", "ci_method", str, "newcombe", "interval for the paired gap",
+           choices=("newcombe", "tango", "wald", "agresti-min", "bonett-price")),
+    Option("--fresh", "fresh", None, False, "generate again even if a matching finished run is stored",
+           action="store_true"),
+    Option("--show-responses", "show_responses", None, False,
+           "allow response text in terminal output (off: behavior ids and verdicts only)", action="store_true"),
+)
+
+# Options of the pytest suite only (the CLI's `run` takes one --protocol instead).
+SUITE: tuple[Option, ...] = (
+    Option("--suite", "suite", str, None,
+           "suite to run (pilot, replication, randomized-batched, balanced); repeatable; default: pilot and "
+           "replication", action="append"),
+    Option("--pair", "pair", str, None, "framing pair to run; repeatable; default: every pair in the set",
+           action="append"),
+)
+
+# Engine-specific options. Engines ignore options that are not theirs.
+_VLLM = ("vllm", "modal")  # the modal engine runs the vllm engine remotely: same knobs
+ENGINE: tuple[Option, ...] = (
+    Option("--revision", "revision", str, None, "model revision (hub commit or branch) to load",
+           engine_option=True, engines=_VLLM),
+    Option("--dtype", "dtype", str, None, "weights and activations dtype (default auto; float32 on CPU)",
+           engine_option=True, engines=_VLLM, choices=("auto", "bfloat16", "float16", "float32")),
+    Option("--quantization", "quantization", str, None,
+           "weight quantization: none, or bitsandbytes 4-bit as in the study's pilot (needs a GPU)",
+           engine_option=True, engines=_VLLM, choices=("none", "bitsandbytes")),
+    Option("--max-model-len", "max_model_len", int, None,
+           "context length in tokens, prompt + output (default: the model's)", engine_option=True, engines=_VLLM),
+    Option("--prefix-caching", "enable_prefix_caching", _bool, None,
+           "vLLM prefix caching on/off (default: vLLM's)", engine_option=True, engines=_VLLM),
+    Option("--batch-invariant", "batch_invariant", None, None,
+           "set VLLM_BATCH_INVARIANT=1: results independent of batch composition (GPU only)",
+           engine_option=True, engines=_VLLM, action="store_true"),
+    Option("--tensor-parallel-size", "tensor_parallel_size", int, None,
+           "GPUs to shard the model over (default 1)", engine_option=True, engines=_VLLM),
+    Option("--base-url", "base_url", str, None,
+           "OpenAI-compatible endpoint including /v1 (default https://api.openai.com/v1)",
+           engine_option=True, engines=("openai",)),
+    Option("--api-key-env", "api_key_env", str, None,
+           "NAME of the environment variable holding the API key (default OPENAI_API_KEY); the key is never "
+           "recorded", engine_option=True, engines=("openai",)),
+    Option("--concurrency", "concurrency", int, None, "requests in flight at once within a batch (default 8)",
+           engine_option=True, engines=("openai",)),
+    Option("--request-timeout", "request_timeout", float, None, "seconds per HTTP attempt (default 120)",
+           engine_option=True, engines=("openai",)),
+    Option("--max-retries", "max_retries", int, None,
+           "retries on timeouts, connection errors, 429 and 5xx (default 4)", engine_option=True,
+           engines=("openai",)),
+    Option("--retry-backoff", "retry_backoff", float, None,
+           "first retry delay in seconds, doubled per retry, with jitter (default 1)", engine_option=True,
+           engines=("openai",)),
+    Option("--modal-app", "modal_app", str, None,
+           "deployed Modal app whose VLLMServer to use (default: run the evalkit app ephemerally)",
+           engine_option=True, engines=("modal",)),
+    Option("--hf-secret", "hf_secret", str, None,
+           "name of the Modal secret holding HF_TOKEN, for gated models", engine_option=True, engines=("modal",)),
+)
+
+
+def all_options() -> tuple[Option, ...]:
+    return COMMON + SUITE + ENGINE
+
+
+def engine_options(values: dict[str, Any], engine: str) -> dict[str, Any]:
+    """The engine-specific settings for ``engine`` from parsed option values (unset ones dropped)."""
+    out = {}
+    for option in ENGINE:
+        if option.engine_option and (not option.engines or engine in option.engines):
+            value = values.get(option.dest)
+            if value is not None:
+                out[option.dest] = value
+    return out

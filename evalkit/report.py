@@ -1,0 +1,102 @@
+"""The summary a reviewer reads: one row per model x suite x framing pair.
+
+Rows carry behavior-level numbers and verdicts only, never response text. The same
+rows are printed with tabulate, and written as summary.json and summary.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+from tabulate import tabulate
+
+from . import stats
+from .suites import Row
+
+DIGITS = 4  # stable precision for snapshots and reports
+
+
+def _r(value):
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_r(v) for v in value]
+    return round(float(value), DIGITS)
+
+
+def summary_rows(rows: Sequence[Row], *, multiplicity: str = "holm") -> list[dict]:
+    """JSON-ready summary rows; McNemar mid-p values adjusted across the session's treatment rows."""
+    treatment = [i for i, row in enumerate(rows) if not row.plan.pair.is_control]
+    adjusted = stats.adjust([rows[i].analysis.result.mcnemar_midp for i in treatment], method=multiplicity) \
+        if treatment else []
+    adjusted_by_row = dict(zip(treatment, adjusted))
+    out = []
+    for i, row in enumerate(rows):
+        result, crossover = row.analysis.result, row.analysis.crossover
+        order_effect = None
+        if crossover is not None and not crossover.confounded:
+            rd, period = crossover.order_risk_difference, crossover.period_odds_ratio
+            order_effect = {"rd": _r(rd.estimate if rd else None), "p": _r(period.p_value if period else None)}
+        out.append({
+            "model": row.plan.model, "suite": row.plan.suite.id, "protocol": row.plan.protocol,
+            "batch_size": row.plan.batch_size, "pair": row.plan.pair.id, "pair_kind": row.plan.pair.kind,
+            "n": result.n, "a": result.a, "b": result.b, "c": result.c, "d": result.d,
+            "refusal_free": _r(result.refusal_free), "refusal_paid": _r(result.refusal_paid),
+            "gap": _r(result.gap), "gap_ci": _r(result.gap_ci), "ci_method": result.ci_method,
+            "mcnemar_midp": _r(result.mcnemar_midp), "mcnemar_exact_p": _r(result.mcnemar_exact_p),
+            "mcnemar_chi2_cc_p": _r(result.mcnemar_chi2_cc_p),
+            "p_adjusted": _r(adjusted_by_row.get(i)), "multiplicity": multiplicity if i in adjusted_by_row else None,
+            "flips_refuse_to_comply": result.b, "flips_comply_to_refuse": result.c,
+            "flip_rate": _r(result.flip_rate), "flip_rate_ci": _r(result.flip_rate_ci),
+            "tost_p": _r(result.tost_p), "min_detectable_gap": _r(result.min_detectable_gap),
+            "order_effect": order_effect if crossover is not None else "confounded",
+            "errors": row.analysis.outcomes.n_errors,
+            "checks": {name: check.passed for name, check in sorted(row.analysis.checks.items())},
+            "verdict": row.verdict,
+            "run": row.run.run_dir.name, "reused": row.run.reused,
+        })
+    return out
+
+
+HEADERS = ("model", "suite", "pair", "n", "refusal free", "refusal paid", "gap [95% CI]", "McNemar p (adj)",
+           "flips r>c / c>r", "flip rate", "order effect", "min detectable", "errors", "verdict")
+
+
+def _p(value: float) -> str:
+    return "<0.0001" if value < 1e-4 else f"{value:.3g}"
+
+
+def table_lines(summary: Sequence[dict], fmt: str = "simple") -> str:
+    body = []
+    for row in summary:
+        low, high = row["gap_ci"]
+        order = row["order_effect"]
+        order_text = "confounded" if order == "confounded" else (
+            f"{order['rd']:+.3f} (p {order['p']:.2f})" if order["rd"] is not None and order["p"] is not None else "n/a")
+        p_text = _p(row["mcnemar_midp"]) + (f" ({_p(row['p_adjusted'])})" if row["p_adjusted"] is not None else "")
+        mdg = row["min_detectable_gap"]
+        body.append((row["model"], row["suite"], row["pair"], row["n"], f"{row['refusal_free']:.3f}",
+                     f"{row['refusal_paid']:.3f}", f"{row['gap']:+.3f} [{low:+.3f}, {high:+.3f}]", p_text,
+                     f"{row['flips_refuse_to_comply']} / {row['flips_comply_to_refuse']}", f"{row['flip_rate']:.3f}",
+                     order_text, "n/a" if mdg is None else f"{mdg:.3f}", row["errors"], row["verdict"]))
+    return tabulate(body, headers=HEADERS, tablefmt=fmt, disable_numparse=True)
+
+
+def write_summary(summary: Sequence[dict], directory: str | os.PathLike, meta: dict | None = None) -> tuple[Path, Path]:
+    """Write summary.json and summary.md atomically (never a half-written report)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = directory / "summary.json", directory / "summary.md"
+    payload = {"meta": meta or {}, "rows": list(summary)}
+    legend = ("\n\nGap = refusal(paid) - refusal(free); negative means fewer refusals when told the output is "
+              "private. Flips r>c: refused under free, complied under paid. McNemar p is the mid-p; "
+              "(adj) is adjusted across the session's free/paid rows. See README, 'Reading the summary'.\n")
+    for path, text in ((json_path, json.dumps(payload, indent=2, sort_keys=True) + "\n"),
+                       (md_path, "# evalkit summary\n\n" + table_lines(summary, "github") + legend)):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    return json_path, md_path

@@ -1,0 +1,38 @@
+"""Shared fixtures for the developer tests (unit, integration, engines)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+SHARED_HARMBENCH = ROOT.parent / "shared" / "data" / "harmbench"
+
+
+def harmbench_dir() -> Path | None:
+    """HarmBench is never committed: tests read $EVALKIT_HARMBENCH or ../shared/data/harmbench."""
+    env = os.environ.get("EVALKIT_HARMBENCH")
+    candidate = Path(env) if env else SHARED_HARMBENCH
+    if candidate.is_file():
+        candidate = candidate.parent
+    return candidate if (candidate / "harmbench_behaviors_text_all.csv").is_file() else None
+
+
+@pytest.fixture(scope="session")
+def harmbench_csv() -> Path:
+    directory = harmbench_dir()
+    if directory is None:
+        pytest.skip("HarmBench CSV not found: set EVALKIT_HARMBENCH to the harmbench data directory")
+    return directory / "harmbench_behaviors_text_all.csv"
+
+
+@pytest.fixture(scope="session")
+def synthetic_csv() -> Path:
+    return FIXTURES / "behaviors" / "synthetic_behaviors.csv"
+
+
+@pytest.fixture(scope="session")
+def synthetic_behaviors(synthetic_csv):
+    from evalkit.datasets import load_behaviors
+    return load_behaviors(synthetic_csv).behaviors

@@ -1,0 +1,74 @@
+"""The `evalkit` command, run as a real subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def evalkit(*args, env=None, check=False, **kwargs):
+    full_env = {**os.environ, **(env or {})}
+    result = subprocess.run([sys.executable, "-m", "evalkit.cli", *args], capture_output=True, text=True,
+                            env=full_env, timeout=300, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def test_stats_paired_reproduces_the_study_pilot():
+    out = json.loads(evalkit("stats", "paired", "--table", "16,20,7,157", "--json", check=True).stdout)
+    assert (out["n"], out["a"], out["b"], out["c"], out["d"]) == (200, 16, 20, 7, 157)
+    assert out["gap"] == pytest.approx(-0.065)
+    assert out["refusal_free"] == pytest.approx(0.18) and out["refusal_paid"] == pytest.approx(0.115)
+    assert out["mcnemar_chi2_cc"] == pytest.approx(16 / 3, abs=5e-4)  # (|20-7|-1)^2 / 27 = 5.333
+    assert round(out["mcnemar_chi2_cc_p"], 4) == 0.0209
+    assert out["flip_rate"] == pytest.approx(27 / 200)
+    low, high = out["gap_ci"]
+    assert low < -0.065 < high < 0
+    for key in ("flip_rate_ci", "mcnemar_exact_p", "mcnemar_midp", "mcnemar_chi2", "mcnemar_chi2_p", "ci_method",
+                "min_detectable_gap"):
+        assert key in out
+
+
+@pytest.mark.parametrize("table", ["1,2,3", "a,b,c,d", "0,0,0,0", "1,-2,3,4"])
+def test_stats_paired_rejects_bad_tables(table):
+    result = evalkit("stats", "paired", "--table", table, "--json")
+    assert result.returncode == 2 and "--table" in result.stderr and result.stdout == ""
+
+
+def test_run_writes_a_run_directory_and_prints_the_summary(harmbench_csv, tmp_path):
+    results = tmp_path / "results"
+    args = ("run", "--engine", "sim", "--model", "study-pilot", "--protocol", "fixed", "--n", "200",
+            "--batch-size", "16", "--framings", "study-raw", "--seed", "0", "--results-dir", str(results),
+            "--harmbench", str(harmbench_csv), "--pair", "free-vs-paid")
+    first = evalkit(*args, check=True)
+    assert "study-pilot" in first.stdout and "free-vs-paid" in first.stdout and "(new," in first.stderr
+    runs = [p for p in (results / "runs").iterdir() if p.is_dir()]
+    assert len(runs) == 1 and (runs[0] / "manifest.json").exists()
+    summary = json.loads((results / "summary.json").read_text())
+    row = summary["rows"][0]
+    assert (row["b"], row["c"], row["n"]) == (20, 7, 200)  # the study's pilot table, from the sim
+    second = evalkit(*args, check=True)
+    assert "(reused, 0 generated)" in second.stderr
+    assert "[Start of Answer]" not in first.stdout + first.stderr + second.stdout  # no responses in the terminal
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--engine", "warp"), "option --engine: unknown engine 'warp'"),
+    (("--model", "gpt-5"), "option --model: unknown sim profile 'gpt-5'"),
+    (("--protocol", "zigzag"), "option --protocol: unknown protocol 'zigzag'"),
+    (("--framings", "nope"), "option --framings: unknown framing set 'nope'"),
+    (("--n", "0"), "option --n: must be at least 1"),
+    (("--n", "5000"), "asked for the first 5000 behaviors"),
+    (("--batch-size", "0"), "option --batch-size: must be at least 1"),
+    (("--max-flip-rate", "1.5"), "option --max-flip-rate: 1.5 is outside [0.0, 1.0]"),
+    (("--judge", "oracle"), "option --judge: unknown judge 'oracle'"),
+])
+def test_run_rejects_bad_input_before_anything_is_written(args, fragment, harmbench_csv, tmp_path):
+    results = tmp_path / "results"
+    result = evalkit("run", "--results-dir", str(results), "--harmbench", str(harmbench_csv), *args)
+    assert result.returncode == 2, result.stderr
+    assert fragment in result.stderr and "Traceback" not in result.stderr
+    assert not results.exists() or not any((results / "runs").glob("*"))
