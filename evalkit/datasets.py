@@ -253,7 +253,7 @@ def cache_dir() -> Path:
 
 
 def _as_file(candidate: str, origin: str) -> Path:
-    path = Path(candidate).expanduser()
+    path = Path(candidate).expanduser().resolve()
     if path.is_dir():
         path = path / HARMBENCH_FILENAME
     if not path.is_file():

@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 
 from . import report
-from .analysis import RowAnalysis
 from .errors import EvalkitError
 from .options import all_options, engine_options
-from .suites import EnginePool, Row, Session, SessionConfig, analyse_plans, prepare, run_plan
+from .suites import EnginePool, Row, Session, SessionConfig, analyse_plans, default_results_dir, prepare, run_plan
 
 GROUP = "evalkit"
 _SESSION_KEY = pytest.StashKey["Session | EvalkitError"]()
@@ -118,8 +117,8 @@ def evalkit_engines():
 def evalkit_runs(request, evalkit_engines):
     """Session cache: each (model, suite, pair) run executed once, then shared."""
     session = evalkit_session(request.config)
-    cache: dict[tuple, RowAnalysis] = {}
-    ledger = _ledger_dir(request.config, session)
+    cache: dict[tuple, Row] = {}
+    ledger = _ledger_dir(request.config)
 
     def get(key: tuple) -> tuple:
         if key not in cache:
@@ -141,8 +140,10 @@ def evalkit_row(request, evalkit_runs) -> Row:
     return evalkit_runs(request.param)
 
 
-def _ledger_dir(config: pytest.Config, session: Session) -> Path:
-    return session.store.results_dir.resolve() / config.stash[_LEDGER_KEY]
+def _ledger_dir(config: pytest.Config) -> Path:
+    """Where this session's processes list the runs they used (one file per process)."""
+    results_dir = Path(config.getoption("evalkit_results_dir") or default_results_dir())
+    return results_dir.resolve() / config.stash[_LEDGER_KEY]
 
 
 # ---------------------------------------------------------------- summary
@@ -150,14 +151,14 @@ def _ledger_dir(config: pytest.Config, session: Session) -> Path:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     config = session.config
-    if hasattr(config, "workerinput") or _SESSION_KEY not in config.stash:
+    if hasattr(config, "workerinput"):
         return  # workers write ledgers; the controlling process writes the one summary
+    ledger = _ledger_dir(config)
+    if not ledger.exists():
+        return  # no evalkit run was used in this session
     try:
         evalkit = evalkit_session(config)
     except EvalkitError:
-        return
-    ledger = _ledger_dir(config, evalkit)
-    if not ledger.exists():
         return
     keys = set()
     for path in sorted(ledger.glob("*.jsonl")):

@@ -13,7 +13,7 @@ SHARED_HARMBENCH = ROOT.parent / "shared" / "data" / "harmbench"
 def harmbench_dir() -> Path | None:
     """HarmBench is never committed: tests read $EVALKIT_HARMBENCH or ../shared/data/harmbench."""
     env = os.environ.get("EVALKIT_HARMBENCH")
-    candidate = Path(env) if env else SHARED_HARMBENCH
+    candidate = (Path(env) if env else SHARED_HARMBENCH).resolve()
     if candidate.is_file():
         candidate = candidate.parent
     return candidate if (candidate / "harmbench_behaviors_text_all.csv").is_file() else None

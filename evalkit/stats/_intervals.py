@@ -98,7 +98,7 @@ def tango_score(table: PairedTable, gap: float) -> float:
     n = table.n
     if n == 0:
         return 0.0
-    toward_paid, toward_free = table.b, table.c
+    toward_paid, toward_free = table.c, table.b  # discordant counts moving dC up / down
     numerator = toward_paid - toward_free - n * gap
     variance = n * (2.0 * _tango_constrained_free_only(table, gap) + gap * (1.0 - gap))
     if variance <= 0.0:

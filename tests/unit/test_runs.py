@@ -1,0 +1,179 @@
+import json
+import os
+
+import pytest
+
+from evalkit.engines import EngineConfig, Response
+from evalkit.engines.sim import SimEngine
+from evalkit.errors import RunStoreError
+from evalkit.judges import create_judge
+from evalkit.runs import MANIFEST, RECORDS, RunStore, execute, load_run, read_records
+from evalkit.suites import SessionConfig, prepare
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def session(synthetic_csv, tmp_path):
+    return prepare(SessionConfig(models=("study-pilot",), harmbench=str(synthetic_csv), suites=("replication",),
+                                 pairs=("free-vs-paid",), results_dir=str(tmp_path / "results")))
+
+
+class CountingEngine(SimEngine):
+    calls = 0
+
+    def generate(self, requests):
+        CountingEngine.calls += len(requests)
+        return super().generate(requests)
+
+
+def provider(model="study-pilot"):
+    return lambda: CountingEngine(EngineConfig(model=model))
+
+
+def timeless(records):
+    return [(r.index, r.behavior_id, r.slot, r.batch, r.response.text, r.response.reasoning, r.verdicts)
+            for r in records]
+
+
+def test_reuse_costs_no_engine_call(session):
+    plan = session.plans[0]
+    CountingEngine.calls = 0
+    first = execute(plan.spec, plan.schedule, session.store, provider(), session.judges)
+    assert first.generated == len(plan.schedule) and not first.reused
+    assert CountingEngine.calls == len(plan.schedule)
+
+    def no_engine():
+        raise AssertionError("a finished run must be reused without booting an engine")
+
+    second = execute(plan.spec, plan.schedule, session.store, no_engine, session.judges)
+    assert second.reused and second.generated == 0
+    assert timeless(second.records) == timeless(first.records)
+    manifest, records = load_run(first.run_dir)
+    assert manifest["status"] == "complete" and manifest["spec_sha256"] == plan.spec.sha256()
+    assert manifest["spec"]["protocol"] == "randomized" and manifest["git_revision"] is not None
+    assert len(records) == len(plan.schedule)
+
+
+def test_any_spec_change_makes_a_new_run(synthetic_csv, tmp_path):
+    base = dict(models=("study-pilot",), harmbench=str(synthetic_csv), pairs=("free-vs-paid",),
+                results_dir=str(tmp_path / "r"))
+    variants = [SessionConfig(**base, suites=("replication",)),
+                SessionConfig(**base, suites=("pilot",), n=8, batch_size=1),  # order is part of the experiment
+                SessionConfig(**base, suites=("replication",), seed=1),
+                SessionConfig(**base, suites=("replication",), batch_size=2),
+                SessionConfig(**base, suites=("replication",), max_tokens=64),
+                SessionConfig(**base, suites=("replication",), framings="study-chat")]
+    dirs = {prepare(v).store.run_dir(prepare(v).plans[0].spec) for v in variants}
+    assert len(dirs) == len(variants)
+
+
+def test_torn_last_line_is_discarded_and_run_resumes(session):
+    plan = session.plans[0]
+    reference = execute(plan.spec, plan.schedule, RunStore(session.store.results_dir / "ref"), provider(),
+                        session.judges)
+    run = execute(plan.spec, plan.schedule, session.store, provider(), session.judges)
+    log = run.run_dir / RECORDS
+    manifest = json.loads((run.run_dir / MANIFEST).read_text())
+    manifest["status"] = "running"  # as if the process died before finishing
+    (run.run_dir / MANIFEST).write_text(json.dumps(manifest))
+    lines = log.read_bytes().split(b"\n")
+    torn = b"\n".join(lines[:5]) + b"\n" + lines[5][: len(lines[5]) // 2]  # a crash mid-write
+    log.write_bytes(torn)
+    assert len(read_records(log)) == 5  # the torn line is never parsed as data
+    resumed = execute(plan.spec, plan.schedule, session.store, provider(), session.judges)
+    assert resumed.resumed_from == 5 and resumed.generated == len(plan.schedule) - 5
+    assert timeless(resumed.records) == timeless(reference.records)
+    assert [r.index for r in read_records(log)] == list(range(len(plan.schedule)))
+
+
+def test_partial_batch_restarts_from_its_beginning(synthetic_csv, tmp_path):
+    session = prepare(SessionConfig(models=("study-pilot",), harmbench=str(synthetic_csv), suites=("pilot",),
+                                    pairs=("free-vs-paid",), batch_size=4, n=8, results_dir=str(tmp_path / "r")))
+    plan = session.plans[0]
+    reference = execute(plan.spec, plan.schedule, RunStore(tmp_path / "ref"), provider(), session.judges)
+    run = execute(plan.spec, plan.schedule, session.store, provider(), session.judges)
+    manifest = json.loads((run.run_dir / MANIFEST).read_text())
+    manifest["status"] = "running"
+    (run.run_dir / MANIFEST).write_text(json.dumps(manifest))
+    lines = (run.run_dir / RECORDS).read_text().splitlines(keepends=True)
+    (run.run_dir / RECORDS).write_text("".join(lines[:6]))  # batch 0 complete, batch 1 half written
+    resumed = execute(plan.spec, plan.schedule, session.store, provider(), session.judges)
+    assert resumed.resumed_from == 4
+    assert timeless(resumed.records) == timeless(reference.records)
+
+
+def test_corruption_before_the_last_line_is_refused(session):
+    plan = session.plans[0]
+    run = execute(plan.spec, plan.schedule, session.store, provider(), session.judges)
+    log = run.run_dir / RECORDS
+    lines = log.read_text().splitlines(keepends=True)
+    lines[2] = "{not json\n"
+    log.write_text("".join(lines))
+    with pytest.raises(RunStoreError, match="line 3 is corrupt"):
+        read_records(log)
+
+
+def test_resume_with_a_different_spec_names_the_fields(session, synthetic_csv, tmp_path):
+    plan = session.plans[0]
+    run = execute(plan.spec, plan.schedule, session.store, provider(), session.judges)
+    other = prepare(SessionConfig(models=("study-pilot",), harmbench=str(synthetic_csv), suites=("replication",),
+                                  pairs=("free-vs-paid",), seed=9, results_dir=str(tmp_path / "x"))).plans[0]
+    with pytest.raises(RunStoreError) as info:
+        execute(other.spec, other.schedule, session.store, provider(), session.judges, run_dir=run.run_dir)
+    assert "fields differ" in str(info.value) and "seed" in str(info.value) and "schedule_sha256" in str(info.value)
+
+
+def test_rejudge_reuses_generations(session):
+    plan = session.plans[0]
+    run = execute(plan.spec, plan.schedule, session.store, provider(), [create_judge("refusal")])
+    assert all(set(r.verdicts) == {"refusal"} for r in run.records)
+
+    def no_engine():
+        raise AssertionError("re-judging must not generate")
+
+    rejudged = execute(plan.spec, plan.schedule, session.store, no_engine,
+                       [create_judge("refusal"), create_judge("seed")])
+    assert rejudged.reused and all(set(r.verdicts) == {"refusal", "seed"} for r in rejudged.records)
+    verdict_files = list((run.run_dir / "verdicts").glob("seed-*.jsonl"))
+    assert len(verdict_files) == 1
+    assert len(verdict_files[0].read_text().splitlines()) == len(plan.schedule)
+
+
+def test_fresh_forces_a_new_generation(session):
+    plan = session.plans[0]
+    execute(plan.spec, plan.schedule, session.store, provider(), session.judges)
+    CountingEngine.calls = 0
+    again = execute(plan.spec, plan.schedule, session.store, provider(), session.judges, fresh=True)
+    assert not again.reused and CountingEngine.calls == len(plan.schedule)
+
+
+def test_engine_errors_are_recorded_not_judged(synthetic_csv, tmp_path):
+    class Failing(SimEngine):
+        def generate(self, requests):
+            return [Response(text="", error="HTTP 503 Service Unavailable") for _ in requests]
+
+    session = prepare(SessionConfig(models=("null",), harmbench=str(synthetic_csv), suites=("replication",),
+                                    pairs=("free-vs-paid",), results_dir=str(tmp_path / "r")))
+    plan = session.plans[0]
+    run = execute(plan.spec, plan.schedule, session.store, lambda: Failing(EngineConfig(model="null")),
+                  session.judges)
+    assert len(run.records) == len(plan.schedule)  # never silently dropped
+    assert {label for r in run.records for label in r.verdicts.values()} == {"error"}
+
+
+def test_unwritable_results_dir_fails_before_anything(synthetic_csv, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(RunStoreError, match="is not writable"):
+        prepare(SessionConfig(models=("null",), harmbench=str(synthetic_csv), results_dir=str(blocker / "sub")))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_results_dir(synthetic_csv, tmp_path):
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(RunStoreError, match="is not writable"):
+            prepare(SessionConfig(models=("null",), harmbench=str(synthetic_csv), results_dir=str(tmp_path / "r")))
+    finally:
+        tmp_path.chmod(0o700)
