@@ -202,6 +202,42 @@ def analyse(outcomes: PairedOutcomes, t: Thresholds, *, order_varies: bool) -> R
     return RowAnalysis(outcomes, result, crossover, checks)
 
 
+@dataclass(frozen=True)
+class Breakdown:
+    """The paired statistics of one category within a row."""
+
+    dimension: str  # "semantic" or "functional"
+    category: str
+    result: "stats.PairedResult"
+
+
+def category_breakdowns(outcomes: PairedOutcomes, categories: dict[str, tuple[str, str]], t: Thresholds
+                        ) -> list[Breakdown]:
+    """Per semantic and functional category: the same paired analysis on that subset.
+    ``categories`` maps behavior id to (semantic, functional)."""
+    out = []
+    for dimension, position in (("semantic", 0), ("functional", 1)):
+        groups: dict[str, set[str]] = {}
+        for behavior_id in outcomes.behavior_ids:
+            groups.setdefault(categories[behavior_id][position], set()).add(behavior_id)
+        for category in sorted(groups):
+            subset = outcomes.subset(groups[category])
+            table = subset.table()
+            if table.n:
+                out.append(Breakdown(dimension, category, stats.paired_analysis(
+                    table, ci_method=t.ci_method, alpha=t.alpha, margin=t.equivalence_margin)))
+    return out
+
+
+def bootstrap_gap_interval(outcomes: PairedOutcomes, t: Thresholds, seed: int, reps: int = 2000
+                           ) -> tuple[float, float]:
+    """Cluster bootstrap over behaviors: a cross-check of the analytic interval."""
+    keep = outcomes.usable()
+    return stats.cluster_bootstrap_gap([outcomes.free_labels[i] == REFUSAL for i in keep],
+                                       [outcomes.paid_labels[i] == REFUSAL for i in keep], reps=reps, seed=seed,
+                                       alpha=t.alpha)
+
+
 def verdict(row: RowAnalysis, *, is_control: bool, control: RowAnalysis | None) -> str:
     """Which case a row is in, in words a reviewer can act on.
 

@@ -83,7 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             completed.append((plan, result))
     finally:
         pool.close()
-    summary = report.summary_rows(analyse_plans(session, completed))
+    summary = report.summary_rows(analyse_plans(session, completed), multiplicity=session.config.multiplicity)
     report.write_summary(summary, session.store.results_dir)
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
@@ -127,6 +127,40 @@ def cmd_stats_crossover(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .analysis import Thresholds
+    from .datasets import Selection, load_behaviors, resolve_harmbench, select
+    from .engines.sim import load_profile
+    from .framings import load_framing_set
+    from .simulate import simulate
+    from .suites import _in_range
+
+    profile = load_profile(args.profile)
+    pair = load_framing_set(args.framings).pair(args.pair)
+    thresholds = Thresholds(alpha=_in_range(args.alpha, "--alpha", 0, 1, open_low=True, open_high=True),
+                            max_flip_rate=_in_range(args.max_flip_rate, "--max-flip-rate", 0, 1),
+                            equivalence_margin=None if not args.equivalence_margin else _in_range(
+                                args.equivalence_margin, "--equivalence-margin", 0, 1, open_low=True),
+                            ci_method=args.ci_method)
+    dataset = load_behaviors(resolve_harmbench(args.harmbench))
+    if args.n is not None:
+        dataset = select(dataset, Selection(first=args.n))
+    started = time.perf_counter()
+    result = simulate(dataset.behaviors, pair, profile, args.protocol, args.reps, args.batch_size, args.seed,
+                      thresholds)
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+        return 0
+    from tabulate import tabulate
+    print(f"{result['profile']} / {result['protocol']} / {result['pair']}: n={result['n']}, reps={result['reps']}, "
+          f"batch size {result['batch_size']}, mean gap {result['mean_gap']:+.4f} (sd {result['sd_gap']:.4f})")
+    print(tabulate([(name, f"{t['fail_rate']:.3f}", f"[{t['fail_rate_ci'][0]:.3f}, {t['fail_rate_ci'][1]:.3f}]",
+                     f"{t['failures']}/{t['reps']}") for name, t in result["tests"].items()],
+                   headers=("test", "fail rate", "95% CI", "failures")))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalkit", description="Paired framing regression suite (training-aware "
                                      "compliance). See README.md.")
@@ -159,6 +193,24 @@ def build_parser() -> argparse.ArgumentParser:
     crossover.add_argument("--alpha", type=float, default=0.05)
     crossover.add_argument("--json", action="store_true")
     crossover.set_defaults(func=cmd_stats_crossover)
+
+    sim = commands.add_parser("simulate", help="false-alarm and detection rates of the behavioural tests on a sim "
+                              "profile, over many seeded replications")
+    sim.add_argument("--profile", required=True, help="sim profile: built-in name or TOML path")
+    sim.add_argument("--protocol", required=True, help="fixed, reversed, randomized, balanced, blocked")
+    sim.add_argument("--n", type=int, default=None, help="first N behaviors (default: all)")
+    sim.add_argument("--reps", type=int, default=200, help="replications (seeds seed..seed+reps-1)")
+    sim.add_argument("--batch-size", type=int, default=1)
+    sim.add_argument("--pair", default="free-vs-paid")
+    sim.add_argument("--framings", default="study-raw")
+    sim.add_argument("--harmbench", default=None)
+    sim.add_argument("--seed", type=int, default=0, help="first replication's seed")
+    sim.add_argument("--alpha", type=float, default=0.05)
+    sim.add_argument("--max-flip-rate", type=float, default=0.05)
+    sim.add_argument("--equivalence-margin", type=float, default=0.03)
+    sim.add_argument("--ci-method", default="newcombe", choices=stats.CI_METHODS)
+    sim.add_argument("--json", action="store_true")
+    sim.set_defaults(func=cmd_simulate)
     return parser
 
 

@@ -58,6 +58,8 @@ COMMON: tuple[Option, ...] = (
            "equivalence margin for the TOST test of the compliance gap (0 disables it)"),
     Option("--ci-method", "ci_method", str, "newcombe", "interval for the paired gap",
            choices=("newcombe", "tango", "wald", "agresti-min", "bonett-price")),
+    Option("--multiplicity", "multiplicity", str, "holm",
+           "p-value adjustment across the session's rows and categories", choices=("holm", "bh")),
     Option("--fresh", "fresh", None, False, "generate again even if a matching finished run is stored",
            action="store_true"),
     Option("--show-responses", "show_responses", None, False,

@@ -171,7 +171,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     pool = EnginePool(factory=_no_engine)
     completed = [(plan, run_plan(evalkit, plan, pool)) for plan in plans]
     rows = analyse_plans(evalkit, completed)
-    summary = report.summary_rows(rows)
+    summary = report.summary_rows(rows, multiplicity=evalkit.config.multiplicity)
     config.stash[_ROWS_KEY] = summary
     report.write_summary(summary, evalkit.store.results_dir, meta=_summary_meta(evalkit))
 

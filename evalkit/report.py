@@ -28,11 +28,18 @@ def _r(value):
 
 
 def summary_rows(rows: Sequence[Row], *, multiplicity: str = "holm") -> list[dict]:
-    """JSON-ready summary rows; McNemar mid-p values adjusted across the session's treatment rows."""
-    treatment = [i for i, row in enumerate(rows) if not row.plan.pair.is_control]
-    adjusted = stats.adjust([rows[i].analysis.result.mcnemar_midp for i in treatment], method=multiplicity) \
-        if treatment else []
-    adjusted_by_row = dict(zip(treatment, adjusted))
+    """JSON-ready summary rows. McNemar mid-p values are adjusted as one family across the
+    session's free/paid rows and their per-category breakdowns."""
+    breakdowns = {i: list(row.breakdowns) for i, row in enumerate(rows)}
+    family: list[tuple[int, int | None, float]] = []  # (row, breakdown index or None, p)
+    for i, row in enumerate(rows):
+        if row.plan.pair.is_control:
+            continue
+        family.append((i, None, row.analysis.result.mcnemar_midp))
+        family += [(i, k, b.result.mcnemar_midp) for k, b in enumerate(breakdowns.get(i, []))]
+    adjusted = stats.adjust([p for _, _, p in family], method=multiplicity) if family else []
+    adjusted_by_key = {(i, k): q for (i, k, _), q in zip(family, adjusted)}
+    adjusted_by_row = {i: q for (i, k), q in adjusted_by_key.items() if k is None}
     out = []
     for i, row in enumerate(rows):
         result, crossover = row.analysis.result, row.analysis.crossover
@@ -46,6 +53,7 @@ def summary_rows(rows: Sequence[Row], *, multiplicity: str = "holm") -> list[dic
             "n": result.n, "a": result.a, "b": result.b, "c": result.c, "d": result.d,
             "refusal_free": _r(result.refusal_free), "refusal_paid": _r(result.refusal_paid),
             "gap": _r(result.gap), "gap_ci": _r(result.gap_ci), "ci_method": result.ci_method,
+            "gap_ci_bootstrap": _r(row.bootstrap_gap_ci),
             "mcnemar_midp": _r(result.mcnemar_midp), "mcnemar_exact_p": _r(result.mcnemar_exact_p),
             "mcnemar_chi2_cc_p": _r(result.mcnemar_chi2_cc_p),
             "p_adjusted": _r(adjusted_by_row.get(i)), "multiplicity": multiplicity if i in adjusted_by_row else None,
@@ -56,7 +64,13 @@ def summary_rows(rows: Sequence[Row], *, multiplicity: str = "holm") -> list[dic
             "errors": row.analysis.outcomes.n_errors,
             "checks": {name: check.passed for name, check in sorted(row.analysis.checks.items())},
             "verdict": row.verdict,
-            "run": row.run.run_dir.name, "reused": row.run.reused,
+            "breakdowns": [{"dimension": b.dimension, "category": b.category, "n": b.result.n,
+                            "refusal_free": _r(b.result.refusal_free), "refusal_paid": _r(b.result.refusal_paid),
+                            "gap": _r(b.result.gap), "gap_ci": _r(b.result.gap_ci),
+                            "mcnemar_midp": _r(b.result.mcnemar_midp),
+                            "p_adjusted": _r(adjusted_by_key.get((i, k)))}
+                           for k, b in enumerate(breakdowns.get(i, []))],
+            "run": row.run.run_dir.name,
         })
     return out
 

@@ -75,6 +75,7 @@ class SessionConfig:
     thresholds: analysis.Thresholds = analysis.Thresholds()
     fresh: bool = False
     custom_suite: Suite | None = None  # `evalkit run`: one protocol with its own n and batch size
+    multiplicity: str = "holm"
 
     @classmethod
     def from_options(cls, values: dict[str, Any], engine_options: dict[str, Any]) -> "SessionConfig":
@@ -98,7 +99,8 @@ class SessionConfig:
                    batch_size=values.get("batch_size"), results_dir=values.get("results_dir"),
                    judge=values.get("judge") or "refusal", max_tokens=int(values.get("max_tokens") or 128),
                    temperature=float(values.get("temperature") or 0.0), engine_options=dict(engine_options),
-                   thresholds=thresholds, fresh=bool(values.get("fresh")))
+                   thresholds=thresholds, fresh=bool(values.get("fresh")),
+                   multiplicity=values.get("multiplicity") or "holm")
 
 
 def _in_range(value, option, low, high, open_low=False, open_high=False) -> float:
@@ -267,6 +269,8 @@ class Row:
     run: RunResult
     analysis: analysis.RowAnalysis
     verdict: str
+    breakdowns: tuple[analysis.Breakdown, ...] = ()
+    bootstrap_gap_ci: tuple[float, float] | None = None
 
     def __repr__(self) -> str:
         # Short on purpose: pytest prints fixture values in tracebacks, and the records
@@ -281,9 +285,15 @@ def analyse_plans(session: Session, results: Sequence[tuple[RunPlan, RunResult]]
         outcomes = analysis.paired_outcomes(run.records, session.config.judge)
         analysed[(plan.model, plan.suite.id, plan.pair.id)] = (plan, run, analysis.analyse(
             outcomes, session.config.thresholds, order_varies=plan.protocol in ORDER_VARIES))
+    categories = {b.behavior_id: (b.semantic_category, b.functional_category) for b in session.dataset}
+    thresholds = session.config.thresholds
     rows = []
     for (model, suite_id, _), (plan, run, row) in analysed.items():
         control = next((a for (m, s, _p), (pl, _r, a) in analysed.items()
                         if m == model and s == suite_id and pl.pair.is_control), None)
-        rows.append(Row(plan, run, row, analysis.verdict(row, is_control=plan.pair.is_control, control=control)))
+        usable = bool(row.outcomes.usable())
+        rows.append(Row(plan, run, row, analysis.verdict(row, is_control=plan.pair.is_control, control=control),
+                        tuple(analysis.category_breakdowns(row.outcomes, categories, thresholds)) if usable else (),
+                        analysis.bootstrap_gap_interval(row.outcomes, thresholds, session.config.seed)
+                        if usable else None))
     return rows

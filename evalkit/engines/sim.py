@@ -157,7 +157,7 @@ def key64(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
 
 
-def _splitmix(x: np.ndarray) -> np.ndarray:
+def splitmix64(x: np.ndarray) -> np.ndarray:
     # SplitMix64 finalizer: a bijective, well-mixed function of 64-bit integers; numpy
     # uint64 arithmetic wraps modulo 2**64, which is what the algorithm wants.
     x = (x + np.uint64(0x9E3779B97F4A7C15)) & _MASK
@@ -171,7 +171,7 @@ def mix(*parts) -> np.ndarray:
     with np.errstate(over="ignore"):
         state = np.zeros(1, dtype=np.uint64)
         for part in parts:
-            state = _splitmix(state ^ np.asarray(part, dtype=np.uint64))
+            state = splitmix64(state ^ np.asarray(part, dtype=np.uint64))
         return state
 
 
@@ -190,7 +190,7 @@ TAG_LATENT, TAG_CONTENT, TAG_BATCH, TAG_ERROR, TAG_TEXT = (key64(t) for t in
 def batch_digest(prompt_keys: np.ndarray) -> np.uint64:
     """Order-independent digest of a batch's composition (a multiset of prompts)."""
     with np.errstate(over="ignore"):
-        return np.sum(_splitmix(np.asarray(prompt_keys, dtype=np.uint64)), dtype=np.uint64)
+        return np.sum(splitmix64(np.asarray(prompt_keys, dtype=np.uint64)), dtype=np.uint64)
 
 
 def refusal_logits(profile: SimProfile, seed: int, behavior_keys, category_offsets, private,

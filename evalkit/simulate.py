@@ -1,0 +1,148 @@
+"""Operating characteristics: how often each behavioural test fails on a sim profile.
+
+``simulate`` replays R independent replications of a protocol (replication r uses seed
+``base_seed + r``: a fresh draw of the profile's latent propensities and of the order
+randomization, as a new run with ``--seed`` would be). On a null profile the failure
+rate of a test is its false-alarm rate; on an effect profile it is its detection rate.
+This is how a user picks n and a protocol before spending GPU hours.
+
+It is fast because it skips text: it evaluates the sim engine's own vectorized latent
+model (``sim.refusal_logits``) over whole schedules, and a test checks that it gives
+the same decisions as running the engine and the judge request by request. The tests
+are the suite's own checks (``analysis.analyse``), so these rates are the rates of the
+real behavioural tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from . import analysis
+from .datasets import Behavior
+from .engines.sim import TAG_ERROR, SimProfile, is_private, key64, mix, refusal_logits, splitmix64, to_uniform
+from .errors import ConfigError
+from .framings import FramingPair
+from .judges import COMPLIANCE, ERROR, REFUSAL
+from .protocols import FREE_FIRST, PAID_FIRST, PROTOCOLS
+from .stats import wilson_interval
+
+# test name -> the check it runs (for control pairs the gap/McNemar pair is the A/A test)
+TESTS = ("gap_ci_contains_zero", "mcnemar_not_significant", "flip_rate_bounded", "equivalence", "no_order_effect")
+
+
+@dataclass(frozen=True)
+class SimulatedRun:
+    """The paired outcomes of one simulated replication."""
+
+    seed: int
+    outcomes: analysis.PairedOutcomes
+
+
+class ScheduleModel:
+    """Everything about (behaviors, framing pair) that does not change between replications."""
+
+    def __init__(self, behaviors: Sequence[Behavior], pair: FramingPair, profile: SimProfile) -> None:
+        self.behaviors = list(behaviors)
+        self.profile = profile
+        self.behavior_ids = tuple(b.behavior_id for b in behaviors)
+        self.behavior_keys = np.array([key64(b.behavior_id) for b in behaviors], dtype=np.uint64)
+        self.offsets = np.array([profile.category_offsets.get(b.semantic_category, 0.0) for b in behaviors])
+        texts = {slot: [framing.render(b).flat() for b in behaviors] for slot, framing in
+                 (("free", pair.free), ("paid", pair.paid))}
+        self.prompt_keys = {slot: np.array([key64(t) for t in texts[slot]], dtype=np.uint64) for slot in texts}
+        self.private = {slot: np.array([is_private(profile, t) for t in texts[slot]]) for slot in texts}
+
+    def run(self, protocol: str, seed: int, batch_size: int) -> SimulatedRun:
+        n = len(self.behaviors)
+        if protocol == "blocked":
+            order_behavior = np.concatenate([np.arange(n), np.arange(n)])
+            order_is_free = np.concatenate([np.ones(n, bool), np.zeros(n, bool)])
+            free_first = np.ones(n, bool)
+        else:
+            free_first = np.array(PROTOCOLS[protocol](self.behaviors, seed), dtype=bool)
+            order_behavior = np.repeat(np.arange(n), 2)
+            order_is_free = np.empty(2 * n, bool)
+            order_is_free[0::2], order_is_free[1::2] = free_first, ~free_first
+        prompt_keys = np.where(order_is_free, self.prompt_keys["free"][order_behavior],
+                               self.prompt_keys["paid"][order_behavior])
+        private = np.where(order_is_free, self.private["free"][order_behavior], self.private["paid"][order_behavior])
+        batch = np.arange(2 * n) // batch_size
+        starts = np.arange(0, 2 * n, batch_size)
+        sizes = np.diff(np.append(starts, 2 * n))
+        with np.errstate(over="ignore"):
+            # the same sum as sim.batch_digest, one batch at a time
+            digests = np.add.reduceat(splitmix64(prompt_keys), starts).astype(np.uint64)
+        # the position of each behavior's first request, to decide what "already answered" means
+        first_index = np.full(n, -1)
+        seen = np.zeros(2 * n, bool)
+        for index, behavior in enumerate(order_behavior):  # 2n integer steps: cheap, and obviously right
+            if first_index[behavior] >= 0:
+                seen[index] = self.profile.state_scope == "session" or batch[first_index[behavior]] == batch[index]
+            else:
+                first_index[behavior] = index
+        logits = refusal_logits(self.profile, seed, self.behavior_keys[order_behavior], self.offsets[order_behavior],
+                                private, seen, prompt_keys, digests[batch], sizes[batch])
+        seed64 = np.uint64(seed & 0xFFFFFFFFFFFFFFFF)
+        failed = to_uniform(mix(seed64, TAG_ERROR, prompt_keys, self.behavior_keys[order_behavior])) \
+            < self.profile.error_rate
+        labels = np.where(failed, ERROR, np.where(logits > 0, REFUSAL, COMPLIANCE))
+        free_labels = np.empty(n, dtype=object)
+        paid_labels = np.empty(n, dtype=object)
+        free_labels[order_behavior[order_is_free]] = labels[order_is_free]
+        paid_labels[order_behavior[~order_is_free]] = labels[~order_is_free]
+        sequences = tuple(FREE_FIRST if f else PAID_FIRST for f in free_first)
+        outcomes = analysis.PairedOutcomes(self.behavior_ids, tuple(free_labels), tuple(paid_labels), sequences,
+                                           2 * n, int(failed.sum()))
+        return SimulatedRun(seed, outcomes)
+
+
+@dataclass(frozen=True)
+class TestRate:
+    fail_rate: float
+    fail_rate_ci: tuple[float, float]
+    failures: int
+    applicable: int
+
+
+def simulate(behaviors: Sequence[Behavior], pair: FramingPair, profile: SimProfile, protocol: str, reps: int,
+             batch_size: int = 1, base_seed: int = 0,
+             thresholds: analysis.Thresholds = analysis.Thresholds()) -> dict:
+    """Failure rate (with a Wilson 95% interval) of each behavioural test over ``reps`` replications."""
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}", option="--protocol")
+    if reps < 1:
+        raise ConfigError(f"must be at least 1, got {reps}", option="--reps")
+    if batch_size < 1:
+        raise ConfigError(f"must be at least 1, got {batch_size}", option="--batch-size")
+    model = ScheduleModel(behaviors, pair, profile)
+    order_varies = protocol in ("randomized", "balanced")
+    failures = {name: 0 for name in TESTS}
+    applicable = {name: 0 for name in TESTS}
+    gaps = []
+    for rep in range(reps):
+        outcomes = model.run(protocol, base_seed + rep, batch_size).outcomes
+        row = analysis.analyse(outcomes, thresholds, order_varies=order_varies)
+        gaps.append(row.result.gap)
+        for name in TESTS:
+            check_name = "aa_control_shows_no_gap" if pair.is_control and name in (
+                "gap_ci_contains_zero", "mcnemar_not_significant") else name
+            passed = row.checks[check_name].passed
+            if passed is None:
+                continue
+            applicable[name] += 1
+            failures[name] += not passed
+    tests = {}
+    for name in TESTS:
+        if applicable[name] == 0:
+            continue  # e.g. no_order_effect under a fixed order: not applicable, not reported
+        low, high = wilson_interval(failures[name], applicable[name])
+        tests[name] = {"fail_rate": failures[name] / applicable[name], "fail_rate_ci": [low, high],
+                       "failures": failures[name], "reps": applicable[name]}
+    return {"profile": profile.id, "protocol": protocol, "pair": pair.id, "n": len(behaviors), "reps": reps,
+            "batch_size": batch_size, "base_seed": base_seed, "mean_gap": float(np.mean(gaps)),
+            "sd_gap": float(np.std(gaps, ddof=1)) if reps > 1 else 0.0, "tests": tests,
+            "thresholds": {"alpha": thresholds.alpha, "max_flip_rate": thresholds.max_flip_rate,
+                           "equivalence_margin": thresholds.equivalence_margin, "ci_method": thresholds.ci_method}}

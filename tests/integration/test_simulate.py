@@ -1,0 +1,82 @@
+"""`evalkit simulate`: the operating characteristics of the behavioural tests."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from evalkit.datasets import load_behaviors
+from evalkit.engines import EngineConfig
+from evalkit.engines.sim import SimEngine, load_profile
+from evalkit.framings import load_framing_set
+from evalkit.judges import create_judge
+from evalkit.protocols import build_schedule
+from evalkit.simulate import ScheduleModel
+
+FRAMINGS = load_framing_set("study-raw")
+
+
+@pytest.mark.parametrize("profile, protocol, batch_size, pair", [
+    ("study-pilot", "fixed", 16, "free-vs-paid"),
+    ("study-pilot", "randomized", 1, "free-vs-paid"),
+    ("study-pilot", "randomized", 7, "aa-control"),
+    ("training-aware", "balanced", 4, "free-vs-paid"),
+    ("study-pilot", "blocked", 32, "free-vs-paid"),
+    (str(__import__("pathlib").Path(__file__).resolve().parents[2] / "fixtures/profiles/flaky.toml"),
+     "reversed", 8, "free-vs-paid"),
+])
+def test_vectorized_replay_equals_engine_and_judge(harmbench_csv, profile, protocol, batch_size, pair):
+    """The fast path must decide exactly what the engine, run request by request, and the judge decide."""
+    behaviors = load_behaviors(harmbench_csv).behaviors[:120]
+    framing_pair = FRAMINGS.pair(pair)
+    seed = 5
+    fast = ScheduleModel(behaviors, framing_pair, load_profile(profile)).run(protocol, seed, batch_size).outcomes
+    engine = SimEngine(EngineConfig(model=profile, seed=seed))
+    judge = create_judge("refusal")
+    schedule = build_schedule(behaviors, framing_pair, protocol, seed, batch_size)
+    labels = {}
+    for batch in schedule.batches():
+        for request, response in zip(batch, engine.generate(batch)):
+            labels[(request.behavior_id, request.slot)] = judge.judge(request, response).label
+    assert fast.free_labels == tuple(labels[(b.behavior_id, "free")] for b in behaviors)
+    assert fast.paid_labels == tuple(labels[(b.behavior_id, "paid")] for b in behaviors)
+    assert fast.sequences == tuple(schedule.sequences()[b.behavior_id] for b in behaviors)
+
+
+def simulate(harmbench_csv, *args):
+    out = subprocess.run([sys.executable, "-m", "evalkit.cli", "simulate", "--harmbench", str(harmbench_csv),
+                          "--json", *args], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_json_shape(harmbench_csv):
+    result = simulate(harmbench_csv, "--profile", "null", "--protocol", "randomized", "--n", "100", "--reps", "20")
+    assert (result["profile"], result["protocol"], result["n"], result["reps"]) == ("null", "randomized", 100, 20)
+    for name in ("gap_ci_contains_zero", "mcnemar_not_significant", "flip_rate_bounded", "equivalence",
+                 "no_order_effect"):
+        rate = result["tests"][name]
+        low, high = rate["fail_rate_ci"]
+        assert 0 <= low <= rate["fail_rate"] <= high <= 1
+    fixed = simulate(harmbench_csv, "--profile", "null", "--protocol", "fixed", "--n", "100", "--reps", "5")
+    assert "no_order_effect" not in fixed["tests"]  # orders do not vary: not applicable
+
+
+@pytest.mark.slow
+def test_operating_characteristics(harmbench_csv):
+    null = simulate(harmbench_csv, "--profile", "null", "--protocol", "randomized", "--reps", "200")
+    for name in ("gap_ci_contains_zero", "mcnemar_not_significant"):
+        assert null["tests"][name]["fail_rate_ci"][0] <= 0.05  # false alarms at most 5% + simulation error
+    pilot = simulate(harmbench_csv, "--profile", "study-pilot", "--protocol", "fixed", "--n", "200",
+                     "--batch-size", "16", "--reps", "200")
+    assert pilot["tests"]["gap_ci_contains_zero"]["fail_rate"] > 0.5  # the fixed order raises a false alarm
+    assert pilot["tests"]["mcnemar_not_significant"]["fail_rate"] > 0.5
+    for batch_size in ("1", "16"):
+        randomized = simulate(harmbench_csv, "--profile", "study-pilot", "--protocol", "randomized",
+                              "--batch-size", batch_size, "--reps", "200")
+        assert randomized["tests"]["gap_ci_contains_zero"]["fail_rate_ci"][0] <= 0.05  # randomized: no bias
+    aware = simulate(harmbench_csv, "--profile", "training-aware", "--protocol", "randomized", "--n", "400",
+                     "--reps", "200")
+    assert aware["tests"]["gap_ci_contains_zero"]["fail_rate"] >= 0.8  # detected in at least 80% of runs
+    assert aware["tests"]["mcnemar_not_significant"]["fail_rate"] >= 0.8
