@@ -161,6 +161,36 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    path = export_run(args.run_dir, args.format, args.output)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Per-behavior verdicts of a run; response text only with --show-responses."""
+    from .runs import load_run
+
+    manifest, records = load_run(args.run_dir)
+    judge = args.judge
+    print(f"run {manifest['spec_sha256'][:12]}: {manifest['spec']['model']} {manifest['spec']['protocol']} "
+          f"{manifest['spec']['pair']} ({manifest['status']}, {len(records)} records)")
+    for record in records:
+        if args.behavior and record.behavior_id not in args.behavior:
+            continue
+        line = f"{record.index:>5} {record.behavior_id} {record.slot:<4} {record.verdicts.get(judge, '?')}"
+        if record.response.error:
+            line += f"  error: {record.response.error}"
+        print(line)
+        if args.show_responses:
+            for label, text in (("reasoning", record.response.reasoning), ("response", record.response.text)):
+                if text:
+                    print(f"      {label}: " + text.replace("\n", "\n      "))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalkit", description="Paired framing regression suite (training-aware "
                                      "compliance). See README.md.")
@@ -211,6 +241,20 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--ci-method", default="newcombe", choices=stats.CI_METHODS)
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(func=cmd_simulate)
+
+    export = commands.add_parser("export", help="write a run's records as a tidy table (one row per request)")
+    export.add_argument("run_dir")
+    export.add_argument("--format", required=True, choices=("parquet", "csv", "jsonl"))
+    export.add_argument("--output", default=None, help="file to write (default: RUN_DIR/records.FORMAT)")
+    export.set_defaults(func=cmd_export)
+
+    show = commands.add_parser("show", help="a run's per-behavior verdicts (responses only with --show-responses)")
+    show.add_argument("run_dir")
+    show.add_argument("--judge", default="refusal")
+    show.add_argument("--behavior", action="append", help="only these behavior ids (repeatable)")
+    show.add_argument("--show-responses", action="store_true",
+                      help="print model responses (harmful text: off by default)")
+    show.set_defaults(func=cmd_show)
     return parser
 
 

@@ -140,6 +140,25 @@ def evalkit_row(request, evalkit_runs) -> Row:
     return evalkit_runs(request.param)
 
 
+@pytest.fixture
+def evalkit_explain(request):
+    """Extra failure detail: the responses of flipped behaviors, only with --show-responses
+    (by default terminal output carries behavior ids and verdicts, never model text)."""
+    def explain(row: Row, limit: int = 5) -> str:
+        codes = row.analysis.outcomes.codes
+        flipped = [b for b, code in codes.items() if code in ("RC", "CR")]
+        text = f"\nflipped behaviors ({len(flipped)}): {', '.join(flipped[:20])}{' ...' if len(flipped) > 20 else ''}"
+        if not request.config.getoption("evalkit_show_responses"):
+            return text
+        by_key = {(r.behavior_id, r.slot): r.response for r in row.run.records}
+        for behavior_id in flipped[:limit]:
+            for slot in ("free", "paid"):
+                response = by_key[(behavior_id, slot)]
+                text += f"\n--- {behavior_id} [{slot}] ---\n{response.text}"
+        return text
+    return explain
+
+
 def _ledger_dir(config: pytest.Config) -> Path:
     """Where this session's processes list the runs they used (one file per process)."""
     results_dir = Path(config.getoption("evalkit_results_dir") or default_results_dir())

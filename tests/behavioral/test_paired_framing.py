@@ -9,11 +9,16 @@ simulate`` measures the false-alarm rate of exactly these tests.
 import pytest
 
 
-def _assert(row, name):
-    check = row.analysis.checks[name]
-    if check.passed is None:
-        pytest.skip(check.message)
-    assert check.passed, check.message
+@pytest.fixture
+def check(evalkit_row, evalkit_explain):
+    """Assert one named check of this row; a failure lists the flipped behavior ids
+    (and, with --show-responses only, their responses)."""
+    def assert_check(name):
+        outcome = evalkit_row.analysis.checks[name]
+        if outcome.passed is None:
+            pytest.skip(outcome.message)
+        assert outcome.passed, outcome.message + evalkit_explain(evalkit_row)
+    return assert_check
 
 
 def _usable(row):
@@ -22,38 +27,38 @@ def _usable(row):
 
 
 @pytest.mark.evalkit_pairs("treatment")
-def test_compliance_gap_ci_contains_zero(evalkit_row):
+def test_compliance_gap_ci_contains_zero(evalkit_row, check):
     _usable(evalkit_row)
-    _assert(evalkit_row, "gap_ci_contains_zero")
+    check("gap_ci_contains_zero")
 
 
 @pytest.mark.evalkit_pairs("treatment")
-def test_mcnemar_not_significant(evalkit_row):
+def test_mcnemar_not_significant(evalkit_row, check):
     _usable(evalkit_row)
-    _assert(evalkit_row, "mcnemar_not_significant")
+    check("mcnemar_not_significant")
 
 
-def test_flip_rate_bounded(evalkit_row):
+def test_flip_rate_bounded(evalkit_row, check):
     _usable(evalkit_row)
-    _assert(evalkit_row, "flip_rate_bounded")
+    check("flip_rate_bounded")
 
 
 @pytest.mark.evalkit_pairs("control")
-def test_aa_control_shows_no_gap(evalkit_row):
+def test_aa_control_shows_no_gap(evalkit_row, check):
     _usable(evalkit_row)
-    _assert(evalkit_row, "aa_control_shows_no_gap")
+    check("aa_control_shows_no_gap")
 
 
 @pytest.mark.evalkit_pairs("treatment")
-def test_framing_effect_equivalent_to_zero(evalkit_row):
+def test_framing_effect_equivalent_to_zero(evalkit_row, check):
     _usable(evalkit_row)
-    _assert(evalkit_row, "equivalence")
+    check("equivalence")
 
 
-def test_no_order_effect(evalkit_row):
+def test_no_order_effect(evalkit_row, check):
     _usable(evalkit_row)
-    _assert(evalkit_row, "no_order_effect")
+    check("no_order_effect")
 
 
-def test_error_rate_bounded(evalkit_row):
-    _assert(evalkit_row, "error_rate_bounded")
+def test_error_rate_bounded(evalkit_row, check):
+    check("error_rate_bounded")

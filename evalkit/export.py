@@ -1,0 +1,56 @@
+"""Export a run's records as a tidy table (one row per request) for pandas users.
+
+The export holds response text: it is written next to the run (or where the user
+asks), never printed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import InputError
+from .runs import load_run
+
+FORMATS = ("parquet", "csv", "jsonl")
+
+
+def records_frame(run_dir: str | os.PathLike):
+    """A pandas DataFrame: run identity columns, then one row per executed request."""
+    import pandas as pd
+
+    manifest, records = load_run(run_dir)
+    spec = manifest["spec"]
+    judges = sorted({name for record in records for name in record.verdicts})
+    rows = []
+    for r in records:
+        row = {"model": spec["model"], "engine": spec["engine"], "protocol": spec["protocol"], "pair": spec["pair"],
+               "seed": spec["seed"], "batch_size": spec["batch_size"], "index": r.index,
+               "behavior_id": r.behavior_id, "framing_id": r.framing_id, "slot": r.slot, "position": r.position,
+               "batch": r.batch, "started_at": r.started_at, "finished_at": r.finished_at,
+               "text": r.response.text, "reasoning": r.response.reasoning,
+               "finish_reason": r.response.finish_reason, "prompt_tokens": r.response.prompt_tokens,
+               "output_tokens": r.response.output_tokens, "latency_s": r.response.latency_s,
+               "error": r.response.error}
+        row.update({f"verdict_{name}": r.verdicts.get(name) for name in judges})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def export_run(run_dir: str | os.PathLike, fmt: str, output: str | os.PathLike | None = None) -> Path:
+    if fmt not in FORMATS:
+        raise InputError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}", option="--format")
+    frame = records_frame(run_dir)
+    target = Path(output) if output else Path(run_dir) / f"records.{fmt}"
+    tmp = target.with_name(f".{target.name}.tmp")
+    if fmt == "parquet":
+        try:
+            frame.to_parquet(tmp, index=False)
+        except ImportError:
+            raise InputError("parquet export needs pyarrow: pip install 'evalkit[parquet]'", option="--format") from None
+    elif fmt == "csv":
+        frame.to_csv(tmp, index=False)
+    else:
+        frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
+    os.replace(tmp, target)  # never a half-written export
+    return target

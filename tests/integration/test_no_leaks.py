@@ -1,0 +1,137 @@
+"""Secrets never reach files or logs; responses stay in the run store.
+
+Runs `evalkit run` and the pytest suite against an OpenAI-compatible endpoint on
+127.0.0.1 (a small stub that checks the bearer key and answers with recognisable text),
+with recognisable fake credentials in the environment, then searches every file
+written and everything printed.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRETS = {"OPENAI_API_KEY": "sk-evalkit-FAKEKEY-7f3a9c", "HF_TOKEN": "hf_evalkitFAKETOKEN4821",
+           "MODAL_TOKEN_ID": "ak-evalkitFAKEID", "MODAL_TOKEN_SECRET": "as-evalkitFAKESECRET"}
+RESPONSE_MARK = "STUB-RESPONSE-TEXT"
+
+
+class StubOpenAI(BaseHTTPRequestHandler):
+    calls = 0
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):  # noqa: N802
+        length = int(self.headers.get("Content-Length", 0))
+        body = json.loads(self.rfile.read(length))
+        if self.headers.get("Authorization") != f"Bearer {SECRETS['OPENAI_API_KEY']}":
+            self._send(401, {"error": {"message": "bad key"}})
+            return
+        StubOpenAI.calls += 1
+        if StubOpenAI.calls % 7 == 0:  # some server errors, so error paths are exercised too
+            self._send(500, {"error": {"message": f"internal error for key {SECRETS['OPENAI_API_KEY']}"}})
+            return
+        prompt = json.dumps(body)
+        refuse = "PAID TIER" in prompt and len(prompt) % 3 == 0
+        text = "I can't help with that." if refuse else f"[Start of Answer] {RESPONSE_MARK} placeholder"
+        if body.get("messages") is not None:
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        else:
+            choice = {"index": 0, "text": text, "finish_reason": "stop"}
+        self._send(200, {"id": "x", "object": "text_completion", "choices": [choice],
+                         "usage": {"prompt_tokens": 10, "completion_tokens": 5}})
+
+    def _send(self, status, payload):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def stub_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StubOpenAI)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_fake_secrets_and_responses_never_leak(stub_server, harmbench_csv, tmp_path):
+    env = {**os.environ, **SECRETS}
+    results = tmp_path / "results"
+    common = ["--engine", "openai", "--model", "stub-model", f"--base-url={stub_server}", "--max-retries", "0",
+              f"--harmbench={harmbench_csv}", f"--results-dir={results}", "--n", "30", "--max-error-rate", "0.5"]
+    cli = subprocess.run([sys.executable, "-m", "evalkit.cli", "run", "--protocol", "randomized", *common],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert cli.returncode == 0, cli.stderr
+    suite = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA",
+                            str(ROOT / "tests" / "behavioral" / "test_paired_framing.py"), *common],
+                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert "evalkit summary" in suite.stdout, suite.stdout[-2000:]
+    printed = cli.stdout + cli.stderr + suite.stdout + suite.stderr
+    written = [p for p in results.rglob("*") if p.is_file()]
+    assert any(p.name == "records.jsonl" for p in written) and any(p.name == "manifest.json" for p in written)
+    for secret in SECRETS.values():
+        assert secret not in printed
+        for path in written:
+            assert secret not in path.read_text(encoding="utf-8", errors="replace"), f"{secret[:8]}... in {path}"
+    # responses live in the run store only, never in terminal output or the reports
+    assert RESPONSE_MARK not in printed
+    for report in ("summary.json", "summary.md"):
+        assert RESPONSE_MARK not in (results / report).read_text()
+    records = [p for p in written if p.name == "records.jsonl"]
+    assert any(RESPONSE_MARK in p.read_text() for p in records)
+    errors = [json.loads(line) for p in records for line in p.read_text().splitlines()
+              if json.loads(line)["response"]["error"]]
+    assert errors and all("500" in e["response"]["error"] for e in errors)  # recorded with the status
+    assert all(set(e["verdicts"].values()) == {"error"} for e in errors)  # never judged
+
+
+def test_show_responses_is_opt_in(harmbench_csv, tmp_path):
+    results = tmp_path / "results"
+    subprocess.run([sys.executable, "-m", "evalkit.cli", "run", "--model", "study-pilot", "--protocol", "fixed",
+                    "--n", "40", "--batch-size", "16", f"--harmbench={harmbench_csv}", f"--results-dir={results}",
+                    "--pair", "free-vs-paid"], check=True, capture_output=True, timeout=300)
+    run_dir = next(p for p in (results / "runs").iterdir() if p.is_dir())
+    hidden = subprocess.run([sys.executable, "-m", "evalkit.cli", "show", str(run_dir)], capture_output=True,
+                            text=True, check=True)
+    shown = subprocess.run([sys.executable, "-m", "evalkit.cli", "show", str(run_dir), "--show-responses"],
+                           capture_output=True, text=True, check=True)
+    assert "[Start of Answer]" not in hidden.stdout and "refusal" in hidden.stdout
+    assert "[Start of Answer]" in shown.stdout
+
+
+def test_export_formats(harmbench_csv, tmp_path):
+    import pandas as pd
+
+    results = tmp_path / "results"
+    subprocess.run([sys.executable, "-m", "evalkit.cli", "run", "--model", "null", "--protocol", "balanced",
+                    "--n", "20", f"--harmbench={harmbench_csv}", f"--results-dir={results}", "--pair",
+                    "free-vs-paid"], check=True, capture_output=True, timeout=300)
+    run_dir = next(p for p in (results / "runs").iterdir() if p.is_dir())
+    frames = {}
+    for fmt in ("parquet", "csv", "jsonl"):
+        out = subprocess.run([sys.executable, "-m", "evalkit.cli", "export", str(run_dir), "--format", fmt],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        path = run_dir / f"records.{fmt}"
+        frames[fmt] = (pd.read_parquet(path) if fmt == "parquet" else pd.read_csv(path) if fmt == "csv"
+                       else pd.read_json(path, lines=True))
+    for frame in frames.values():
+        assert len(frame) == 40 and list(frame["index"]) == list(range(40))
+        assert {"behavior_id", "slot", "text", "verdict_refusal", "verdict_seed", "protocol"} <= set(frame.columns)
+        assert set(frame["protocol"]) == {"balanced"}
+    bad = subprocess.run([sys.executable, "-m", "evalkit.cli", "export", str(tmp_path / "nope"), "--format", "csv"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "not a run directory" in bad.stderr
