@@ -47,7 +47,9 @@ COMMON: tuple[Option, ...] = (
     Option("--batch-size", "batch_size", int, None, "requests per engine call; 1 = sequential; default per suite"),
     Option("--results-dir", "results_dir", str, None, "where run directories and summaries go (default: ./results)"),
     Option("--max-flip-rate", "max_flip_rate", float, 0.05, "largest acceptable flip rate (discordant pairs / n)"),
-    Option("--judge", "judge", str, "refusal", "judge whose verdicts the statistics use"),
+    Option("--judge", "judge", str, "refusal",
+           "judge whose verdicts the statistics use: refusal (default), seed, harmbench-cls, llm, vote, "
+           "training-trace, training-trace-llm (trace judges: the outcome is a flagged trace)"),
     Option("--max-tokens", "max_tokens", int, 128, "maximum output tokens per response"),
     Option("--temperature", "temperature", float, 0.0, "sampling temperature (0 = greedy, as in the study)"),
     Option("--max-error-rate", "max_error_rate", float, 0.0,
@@ -118,16 +120,44 @@ ENGINE: tuple[Option, ...] = (
 )
 
 
+# Options of the judges: the engine and model of model-based judges (harmbench-cls, llm,
+# training-trace-llm), their settings, and the vote's members and tie rule. Read by
+# evalkit.judges.JudgeSettings.from_options; not engine options of the model under test.
+JUDGE: tuple[Option, ...] = (
+    Option("--judge-engine", "judge_engine", str, None,
+           "engine of model-based judges (harmbench-cls, llm, training-trace-llm): vllm (default), openai, modal"),
+    Option("--judge-model", "judge_model", str, None,
+           "model of model-based judges (hub id or path; for openai the served name); harmbench-cls defaults to "
+           "cais/HarmBench-Llama-2-13b-cls"),
+    Option("--judge-option", "judge_option", str, None,
+           "KEY=VALUE for model-based judges; repeatable. Judge keys: tokenizer, template, max_response_tokens "
+           "(harmbench-cls), rubric (llm judges); any other key is an option of the judge engine, e.g. base_url, "
+           "max_model_len, dtype", action="append"),
+    Option("--vote-judges", "vote_judges", str, None,
+           "member judges of --judge vote, comma-separated, e.g. refusal,seed,harmbench-cls"),
+    Option("--vote-tie", "vote_tie", str, "unclear",
+           "how --judge vote settles equal refusal and compliance votes: unclear (default), refusal, compliance, "
+           "or first (the first member that voted)", choices=("unclear", "refusal", "compliance", "first")),
+)
+
+
 def all_options() -> tuple[Option, ...]:
-    return COMMON + SUITE + ENGINE
+    return COMMON + SUITE + ENGINE + JUDGE
 
 
 def engine_options(values: dict[str, Any], engine: str) -> dict[str, Any]:
-    """The engine-specific settings for ``engine`` from parsed option values (unset ones dropped)."""
+    """The engine-specific settings for ``engine`` from parsed option values (unset ones dropped).
+
+    An option that belongs to another engine is a contradiction (``--engine sim
+    --base-url ...`` would silently measure the wrong thing), so it is refused."""
+    from .errors import ConfigError
+
     out = {}
     for option in ENGINE:
-        if option.engine_option and (not option.engines or engine in option.engines):
-            value = values.get(option.dest)
-            if value is not None:
-                out[option.dest] = value
+        value = values.get(option.dest)
+        if not option.engine_option or value is None or value is False:
+            continue
+        if option.engines and engine not in option.engines:
+            raise ConfigError(f"applies to engine {' or '.join(option.engines)}, not {engine}", option=option.flag)
+        out[option.dest] = value
     return out

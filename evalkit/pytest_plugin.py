@@ -92,8 +92,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     try:
         session = evalkit_session(metafunc.config)
-    except EvalkitError as exc:
-        pytest.exit(f"evalkit: {exc}", returncode=4)
+    except EvalkitError:
+        # reported once, as a usage error, when collection ends (pytest_collection_modifyitems)
+        metafunc.parametrize("evalkit_row", [], indirect=True)
+        return
     mark = metafunc.definition.get_closest_marker(PAIR_KINDS_MARK)
     wanted = set(mark.args) if mark else {"treatment", "control"}
     params = []
@@ -103,6 +105,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         marks = [getattr(pytest.mark, plan.suite.marker), pytest.mark.behavioral]
         params.append(pytest.param((plan.model, plan.suite.id, plan.pair.id), id=plan.row_id, marks=marks))
     metafunc.parametrize("evalkit_row", params, indirect=True)
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Bad evalkit options stop the session before any test runs, with exit status 4."""
+    error = config.stash.get(_SESSION_KEY, None)
+    if isinstance(error, EvalkitError):
+        raise pytest.UsageError(f"evalkit: {error}")
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,10 @@ import sys
 
 import pytest
 
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def evalkit(*args, env=None, check=False, **kwargs):
     full_env = {**os.environ, **(env or {})}
@@ -65,10 +69,35 @@ def test_run_writes_a_run_directory_and_prints_the_summary(harmbench_csv, tmp_pa
     (("--batch-size", "0"), "option --batch-size: must be at least 1"),
     (("--max-flip-rate", "1.5"), "option --max-flip-rate: 1.5 is outside [0.0, 1.0]"),
     (("--judge", "oracle"), "option --judge: unknown judge 'oracle'"),
+    (("--base-url", "http://127.0.0.1:1/v1"), "option --base-url: applies to engine openai, not sim"),
+    (("--dtype", "float32"), "option --dtype: applies to engine vllm or modal, not sim"),
+    (("--pair", "nope"), "no framing pair 'nope'"),
+    (("--framings", "FIXTURES/framings/broken.toml"), "broken.toml: invalid TOML"),
+    (("--harmbench", "FIXTURES/behaviors/duplicate_id.csv"), "duplicate_id.csv, row 4, column 'BehaviorID'"),
+    (("--engine", "openai"), "option --model: --model is required with --engine openai"),
 ])
 def test_run_rejects_bad_input_before_anything_is_written(args, fragment, harmbench_csv, tmp_path):
     results = tmp_path / "results"
-    result = evalkit("run", "--results-dir", str(results), "--harmbench", str(harmbench_csv), *args)
+    args = tuple(a.replace("FIXTURES", str(ROOT / "fixtures")) for a in args)
+    if "--harmbench" not in args:
+        args = ("--harmbench", str(harmbench_csv), *args)
+    result = evalkit("run", "--results-dir", str(results), *args)
     assert result.returncode == 2, result.stderr
     assert fragment in result.stderr and "Traceback" not in result.stderr
     assert not results.exists() or not any((results / "runs").glob("*"))
+
+
+def test_results_dir_that_is_a_file_is_refused(harmbench_csv, tmp_path):
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file")
+    result = evalkit("run", "--results-dir", str(blocker / "results"), "--harmbench", str(harmbench_csv))
+    assert result.returncode == 2 and "is not writable" in result.stderr
+
+
+def test_pytest_suite_refuses_bad_options_before_running(tmp_path, harmbench_csv):
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                             str(ROOT / "tests" / "behavioral"), "--model=gpt-5", f"--harmbench={harmbench_csv}",
+                             f"--results-dir={tmp_path / 'results'}"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 4
+    assert "unknown sim profile 'gpt-5'" in result.stdout + result.stderr
+    assert not (tmp_path / "results" / "runs").exists() or not any((tmp_path / "results" / "runs").iterdir())
