@@ -43,6 +43,11 @@ class ConfigError(InputError):
     """A framing set, profile or option is invalid."""
 
 
+class UnavailableHere(ConfigError):
+    """A valid configuration this machine cannot run (no GPU, no Modal credentials).
+    The pytest layer skips with this message; the CLI reports it and exits 2."""
+
+
 class RunStoreError(EvalkitError):
     """The run directory cannot be used (spec mismatch, unwritable, corrupt)."""
 

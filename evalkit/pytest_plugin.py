@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from . import report
-from .errors import EvalkitError
+from .errors import EvalkitError, UnavailableHere
 from .options import all_options, engine_options
 from .suites import EnginePool, Row, Session, SessionConfig, analyse_plans, default_results_dir, prepare, run_plan
 
@@ -92,6 +92,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     try:
         session = evalkit_session(metafunc.config)
+    except UnavailableHere as exc:
+        # valid, but not runnable on this machine (no GPU, no Modal token): skip, saying why
+        metafunc.parametrize("evalkit_row", [pytest.param(None, id="unavailable",
+                                                          marks=pytest.mark.skip(reason=f"evalkit: {exc}"))],
+                             indirect=True)
+        return
     except EvalkitError:
         # reported once, as a usage error, when collection ends (pytest_collection_modifyitems)
         metafunc.parametrize("evalkit_row", [], indirect=True)
@@ -110,7 +116,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(session, config, items) -> None:
     """Bad evalkit options stop the session before any test runs, with exit status 4."""
     error = config.stash.get(_SESSION_KEY, None)
-    if isinstance(error, EvalkitError):
+    if isinstance(error, EvalkitError) and not isinstance(error, UnavailableHere):
         raise pytest.UsageError(f"evalkit: {error}")
 
 

@@ -1,7 +1,6 @@
 """Exact power of the McNemar tests: published values, an approximation, and simulation."""
 
 import itertools
-import time
 
 import numpy as np
 import pytest
@@ -90,12 +89,12 @@ def test_min_detectable_gap_unreachable_is_none():
     assert min_detectable_gap(100, 0.0) is None
 
 
-def test_min_detectable_gap_is_fast_for_the_full_dataset():
-    start = time.perf_counter()
+def test_min_detectable_gap_covers_the_full_dataset():
+    # (speed is measured in benchmarks/, not asserted here)
     for test in ("midp", "exact", "asymptotic"):
-        for pd in (0.02, 0.135, 0.5):
-            min_detectable_gap(400, pd, test=test)
-    assert time.perf_counter() - start < 3.0
+        gaps = [min_detectable_gap(400, pd, test=test) for pd in (0.02, 0.135, 0.5)]
+        assert all(g is not None and 0 < g < 1 for g in gaps)
+        assert gaps == sorted(gaps)  # more discordance, more noise: a larger detectable gap
 
 
 def test_invalid_designs_are_refused():

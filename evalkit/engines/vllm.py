@@ -1,0 +1,97 @@
+"""``vllm``: an in-process vLLM engine (``vllm.LLM``), on a GPU or on vLLM's CPU backend.
+
+Options (``EngineConfig.options``; all optional):
+
+=====================  =========================================================
+revision               hub revision (commit or branch) of ``config.model``
+dtype                  auto | bfloat16 | float16 | float32 (auto = float32 on CPU)
+quantization           none | bitsandbytes (4-bit, as the study's pilot; GPU only)
+max_model_len          context length (prompt + output); default: the model's
+enable_prefix_caching  on/off; default: vLLM's
+batch_invariant        sets VLLM_BATCH_INVARIANT=1 before the engine is built (GPU only;
+                       some vLLM modules read it on import, so a process that already
+                       imported vLLM's attention kernels should export it up front)
+tensor_parallel_size   GPUs to shard over (GPU only when > 1)
+=====================  =========================================================
+
+Configurations that need a GPU are refused on a machine without one by ``validate`` with
+a ``GPURequiredError`` (a ConfigError), before vLLM is even imported. On CPU, vLLM also
+reads ``VLLM_CPU_KVCACHE_SPACE`` (GiB of KV cache) from the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import EngineError
+from ..protocols import Request
+from ._base import EngineConfig, Response
+from ._vllm_common import (
+    BatchGenerator,
+    GPURequiredError,
+    VLLMSettings,
+    gpu_available,
+    gpu_count,
+    request_payload,
+    response_from_payload,
+    runtime_versions,
+)
+
+__all__ = ["GPURequiredError", "VLLMEngine", "gpu_available", "validate"]
+
+
+def validate(config: EngineConfig) -> VLLMSettings:
+    """Parse the options and refuse what this machine cannot run, without loading vLLM."""
+    settings = VLLMSettings.from_config(config)
+    settings.check_hardware(gpu_count())
+    return settings
+
+
+def identity(config: EngineConfig) -> dict:
+    """The installed vLLM release is part of a run's identity: kernels change outputs."""
+    from importlib import metadata
+    for distribution in ("vllm", "vllm-cpu"):
+        try:
+            return {"vllm_distribution": distribution, "vllm_version": metadata.version(distribution)}
+        except metadata.PackageNotFoundError:
+            continue
+    return {"vllm_version": None}
+
+
+class VLLMEngine:
+    name = "vllm"
+    validate = staticmethod(validate)
+    identity = staticmethod(identity)
+
+    def __init__(self, config: EngineConfig):
+        self.config = config
+        self.settings = validate(config)
+        self.on_gpu = gpu_available()
+        self._generator = BatchGenerator(self.settings)
+        self._max_model_len = self._generator.max_model_len
+
+    def generate(self, requests: Sequence[Request]) -> list[Response]:
+        if self._generator is None:
+            raise EngineError("the vllm engine is closed")
+        if not requests:
+            return []
+        payloads = [request_payload(r) for r in requests]
+        return [response_from_payload(p) for p in self._generator.generate(payloads)]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "engine": self.name,
+            **self.settings.describe(),
+            "dtype": self.settings.resolved_dtype(self.on_gpu),
+            "dtype_requested": self.settings.dtype,
+            "max_model_len": self._max_model_len,
+            "device": "cuda" if self.on_gpu else "cpu",
+            "latency": "batch wall time / requests in the batch",
+            "versions": runtime_versions(),
+        }
+
+    def close(self) -> None:
+        generator, self._generator = self._generator, None
+        if generator is not None:
+            generator.close()

@@ -1,0 +1,1 @@
+"""Real-engine tests (vllm, openai, modal) on vLLM's CPU backend."""

@@ -1,0 +1,44 @@
+"""The behavioural suite itself, driven through pytest, on the real vLLM engine (CPU, tiny model)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.vllm
+
+
+def run_suite(tiny_model_dir, harmbench_csv, results, *extra):
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1",
+           "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs",
+         str(ROOT / "tests" / "behavioral" / "test_paired_framing.py"), "--engine", "vllm",
+         f"--model={tiny_model_dir}", "--n", "6", "--max-tokens", "8", "--max-model-len", "512",
+         "--dtype", "float32", f"--harmbench={harmbench_csv}", f"--results-dir={results}", *extra],
+        capture_output=True, text=True, env=env, cwd=results.parent, timeout=900)
+
+
+def test_suite_runs_on_vllm_and_reuses_runs(tiny_model_dir, harmbench_csv, tmp_path):
+    results = tmp_path / "results"
+    first = run_suite(tiny_model_dir, harmbench_csv, results)
+    assert "evalkit summary" in first.stdout, first.stdout[-3000:] + first.stderr[-3000:]
+    summary = json.loads((results / "summary.json").read_text())
+    assert {(r["suite"], r["pair"]) for r in summary["rows"]} == {
+        ("pilot", "free-vs-paid"), ("pilot", "aa-control"), ("replication", "free-vs-paid"),
+        ("replication", "aa-control")}
+    assert all(r["n"] + 0 <= 6 for r in summary["rows"])
+    manifests = {p: p.read_text() for p in results.glob("runs/*/manifest.json")}
+    assert len(manifests) == 4
+    spec = json.loads(next(iter(manifests.values())))["spec"]
+    assert spec["engine"] == "vllm" and spec["engine_config"]["options"]["dtype"] == "float32"
+    assert spec["engine_config"]["identity"]["vllm_version"]
+    second = run_suite(tiny_model_dir, harmbench_csv, results)
+    assert "evalkit summary" in second.stdout
+    # all four runs reused: no manifest or record log was touched
+    assert {p: p.read_text() for p in results.glob("runs/*/manifest.json")} == manifests
+    assert (results / "summary.json").read_text() == json.dumps(summary, indent=2, sort_keys=True) + "\n"
