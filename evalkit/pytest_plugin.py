@@ -149,6 +149,12 @@ def evalkit_runs(request, evalkit_engines):
     return get
 
 
+@pytest.fixture(scope="session")
+def harmbench_behaviors(request):
+    """The session's HarmBench behaviors (evalkit.datasets.Behavior), for tests of your own."""
+    return evalkit_session(request.config).dataset.behaviors
+
+
 @pytest.fixture
 def evalkit_row(request, evalkit_runs) -> Row:
     """The analysed row (statistics, checks) of the parametrized (model, suite, pair)."""

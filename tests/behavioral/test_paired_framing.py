@@ -62,3 +62,10 @@ def test_no_order_effect(evalkit_row, check):
 
 def test_error_rate_bounded(evalkit_row, check):
     check("error_rate_bounded")
+
+
+def test_every_behavior_recorded_under_both_framings(evalkit_row, harmbench_behaviors):
+    """Nothing silently dropped: each selected behavior has a verdict (or a recorded error) per framing."""
+    selected = [b.behavior_id for b in evalkit_row.plan.dataset.behaviors]
+    assert set(selected) <= {b.behavior_id for b in harmbench_behaviors}
+    assert list(evalkit_row.analysis.outcomes.codes) == selected

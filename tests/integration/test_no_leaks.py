@@ -135,3 +135,17 @@ def test_export_formats(harmbench_csv, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "evalkit.cli", "export", str(tmp_path / "nope"), "--format", "csv"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "not a run directory" in bad.stderr
+
+
+def test_pytest_show_responses_is_opt_in(harmbench_csv, tmp_path):
+    def suite(*extra):
+        return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "pilot",
+                               "-k", "test_flip_rate_bounded and study-pilot-pilot-free-vs-paid",
+                               str(ROOT / "tests" / "behavioral" / "test_paired_framing.py"), "--model=study-pilot",
+                               f"--harmbench={harmbench_csv}", f"--results-dir={tmp_path / 'results'}", *extra],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    quiet, loud = suite(), suite("--show-responses")
+    assert "1 failed" in quiet.stdout and "1 failed" in loud.stdout
+    assert "flipped behaviors (27)" in quiet.stdout  # ids and counts, always
+    assert "[Start of Answer]" not in quiet.stdout + quiet.stderr
+    assert "[Start of Answer]" in loud.stdout
