@@ -1,6 +1,9 @@
 """Shared fixtures for the developer tests (unit, integration, engines)."""
 
+import contextlib
+import http.server
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -36,3 +39,16 @@ def synthetic_csv() -> Path:
 def synthetic_behaviors(synthetic_csv):
     from evalkit.datasets import load_behaviors
     return load_behaviors(synthetic_csv).behaviors
+
+
+@contextlib.contextmanager
+def serve_http(handler_class):
+    """A real HTTP server on 127.0.0.1 (a free port) in a thread; yields its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -10,11 +10,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {"OPENAI_API_KEY": "sk-evalkit-FAKEKEY-7f3a9c", "HF_TOKEN": "hf_evalkitFAKETOKEN4821",
@@ -59,12 +60,8 @@ class StubOpenAI(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def stub_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), StubOpenAI)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with serve_http(StubOpenAI) as url:
+        yield f"{url}/v1"
 
 
 def test_fake_secrets_and_responses_never_leak(stub_server, harmbench_csv, tmp_path):

@@ -1,11 +1,11 @@
 import hashlib
 import http.server
 import os
-import threading
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import serve_http
 from evalkit import datasets
 from evalkit.datasets import DatasetError, Selection, load_behaviors, resolve_harmbench, select
 
@@ -130,12 +130,8 @@ def local_server(harmbench_csv):
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_http(Handler) as url:
+        yield url
 
 
 def test_download_verifies_checksum_and_caches(local_server, tmp_path, monkeypatch):
