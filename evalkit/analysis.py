@@ -2,7 +2,9 @@
 
 The paired outcome of a behavior is "refused" (the judge said refusal) or "not
 refused" (compliance or unclear), under each framing of the pair; this is the
-study's refusal rate, refusals over all judged responses. A behavior with an engine
+study's refusal rate, refusals over all judged responses. A judge with another
+positive label (the reasoning-trace judges: "flagged") makes that label the outcome,
+so the same statistics test whether traces reason about training more under one framing. A behavior with an engine
 error or an empty output under either framing is excluded from the statistics and
 counted, never judged: the error-rate check fails the row when errors exceed the
 allowed rate, so statistics are not computed silently on a biased subset.
@@ -14,16 +16,18 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from . import stats
-from .judges import ERROR, NOT_APPLICABLE, REFUSAL, UNCLEAR
+from .judges import CLEAN, ERROR, FLAGGED, NOT_APPLICABLE, REFUSAL, UNCLEAR
 from .protocols import FREE_FIRST, PAID_FIRST
 from .runs import Record
 
-CODE_LETTERS = {REFUSAL: "R", "compliance": "C", UNCLEAR: "U", ERROR: "E", NOT_APPLICABLE: "N"}
+CODE_LETTERS = {REFUSAL: "R", "compliance": "C", UNCLEAR: "U", ERROR: "E", NOT_APPLICABLE: "N", FLAGGED: "F",
+                CLEAN: "O"}
 
 
 @dataclass(frozen=True)
 class PairedOutcomes:
-    """Per-behavior verdicts of one (model, protocol, framing pair) run, in schedule order."""
+    """Per-behavior verdicts of one (model, protocol, framing pair) run, in schedule order.
+    ``positive`` is the label counted as the outcome ("refusal"; "flagged" for trace judges)."""
 
     behavior_ids: tuple[str, ...]
     free_labels: tuple[str, ...]
@@ -31,11 +35,13 @@ class PairedOutcomes:
     sequences: tuple[str, ...]  # FREE_FIRST / PAID_FIRST, from the actual execution order
     n_requests: int
     n_errors: int
+    positive: str = REFUSAL
 
     @property
     def codes(self) -> dict[str, str]:
         """Decision codes keyed by behavior id: free letter then paid letter, e.g. RC =
-        refused under free, complied under paid (R, C, U unclear, E error, N n/a)."""
+        refused under free, complied under paid (R, C, U unclear, E error, N n/a; trace judges:
+        F flagged, O clean)."""
         return {b: CODE_LETTERS[f] + CODE_LETTERS[p]
                 for b, f, p in zip(self.behavior_ids, self.free_labels, self.paid_labels)}
 
@@ -49,15 +55,15 @@ class PairedOutcomes:
 
     def table(self) -> stats.PairedTable:
         keep = self.usable()
-        return stats.PairedTable.from_verdicts([self.free_labels[i] == REFUSAL for i in keep],
-                                               [self.paid_labels[i] == REFUSAL for i in keep])
+        return stats.PairedTable.from_verdicts([self.free_labels[i] == self.positive for i in keep],
+                                               [self.paid_labels[i] == self.positive for i in keep])
 
     def table_by_sequence(self) -> dict[str, stats.PairedTable]:
         out = {}
         for sequence in (FREE_FIRST, PAID_FIRST):
             keep = [i for i in self.usable() if self.sequences[i] == sequence]
-            out[sequence] = stats.PairedTable.from_verdicts([self.free_labels[i] == REFUSAL for i in keep],
-                                                            [self.paid_labels[i] == REFUSAL for i in keep])
+            out[sequence] = stats.PairedTable.from_verdicts([self.free_labels[i] == self.positive for i in keep],
+                                                            [self.paid_labels[i] == self.positive for i in keep])
         return out
 
     def subset(self, behavior_ids: set[str]) -> "PairedOutcomes":
@@ -65,10 +71,10 @@ class PairedOutcomes:
         pick = lambda values: tuple(values[i] for i in keep)  # noqa: E731
         errors = sum((self.free_labels[i] == ERROR) + (self.paid_labels[i] == ERROR) for i in keep)
         return PairedOutcomes(pick(self.behavior_ids), pick(self.free_labels), pick(self.paid_labels),
-                              pick(self.sequences), 2 * len(keep), errors)
+                              pick(self.sequences), 2 * len(keep), errors, self.positive)
 
 
-def paired_outcomes(records: Sequence[Record], judge_name: str) -> PairedOutcomes:
+def paired_outcomes(records: Sequence[Record], judge_name: str, positive: str = REFUSAL) -> PairedOutcomes:
     by_behavior: dict[str, dict[str, str]] = {}
     first_slot: dict[str, str] = {}
     order: list[str] = []
@@ -86,7 +92,7 @@ def paired_outcomes(records: Sequence[Record], judge_name: str) -> PairedOutcome
         raise ValueError(f"behaviors without both framings in the records: {', '.join(incomplete[:3])}")
     return PairedOutcomes(tuple(order), tuple(by_behavior[b]["free"] for b in order),
                           tuple(by_behavior[b]["paid"] for b in order),
-                          tuple(first_slot[b] for b in order), len(records), errors)
+                          tuple(first_slot[b] for b in order), len(records), errors, positive)
 
 
 # ---------------------------------------------------------------- checks
@@ -172,7 +178,7 @@ class RowAnalysis:
     """Statistics and check outcomes of one (model, suite, framing pair) row."""
 
     outcomes: PairedOutcomes
-    result: stats.PairedResult
+    result: "stats.PairedResult | None"  # None only when every pair was lost to engine errors
     crossover: "stats.CrossoverResult | None"
     checks: dict[str, CheckOutcome] = field(default_factory=dict)
 
@@ -187,6 +193,18 @@ CONTROL_CHECKS = ("aa_control_shows_no_gap", "flip_rate_bounded", "no_order_effe
 
 def analyse(outcomes: PairedOutcomes, t: Thresholds, *, order_varies: bool) -> RowAnalysis:
     table = outcomes.table()
+    if table.n == 0 and outcomes.n_errors:
+        # every pair lost to engine errors: the row exists and fails its error check; there
+        # are no statistics to compute, and none are made up
+        errors = check_error_rate(outcomes, t)
+        nothing = {name: CheckOutcome(name, None, "no behavior has a usable verdict under both framings")
+                   for name in TREATMENT_CHECKS + CONTROL_CHECKS if name != "error_rate_bounded"}
+        return RowAnalysis(outcomes, None, None, {**nothing, errors.name: errors})
+    if table.n == 0:
+        not_applicable = sum((f == NOT_APPLICABLE) + (p == NOT_APPLICABLE)
+                             for f, p in zip(outcomes.free_labels, outcomes.paid_labels))
+        raise ValueError(f"no behavior has a usable verdict under both framings ({outcomes.n_errors} errors, "
+                         f"{not_applicable} n/a of {outcomes.n_requests} responses): nothing to analyse")
     result = stats.paired_analysis(table, ci_method=t.ci_method, alpha=t.alpha, margin=t.equivalence_margin)
     crossover = None
     if order_varies:

@@ -10,7 +10,7 @@ from typing import Sequence
 
 from . import __version__, report, stats
 from .errors import EvalkitError, InputError
-from .options import COMMON, ENGINE, Option, engine_options
+from .options import COMMON, ENGINE, JUDGE, Option, engine_options
 
 EXIT_USAGE = 2
 
@@ -64,6 +64,7 @@ class Progress:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .judges import close_judges
     from .suites import EnginePool, SessionConfig, analyse_plans, prepare, run_plan
 
     values = vars(args).copy()
@@ -83,7 +84,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             completed.append((plan, result))
     finally:
         pool.close()
-    summary = report.summary_rows(analyse_plans(session, completed), multiplicity=session.config.multiplicity)
+    try:
+        rows = analyse_plans(session, completed)
+    finally:
+        close_judges(session.judges)  # model judges boot engines of their own
+    summary = report.summary_rows(rows, multiplicity=session.config.multiplicity)
     report.write_summary(summary, session.store.results_dir)
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
@@ -200,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="execute one protocol on one engine and model into a results directory")
     for option in COMMON + ENGINE:
         _add(run, option, single=True)
+    for option in JUDGE:  # --judge-option is repeatable
+        _add(run, option)
     run.add_argument("--protocol", default="randomized",
                      help="order protocol: fixed, reversed, randomized, balanced, blocked (default randomized)")
     run.add_argument("--pair", action="append", help="framing pair (repeatable; default: every pair in the set)")
@@ -223,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     crossover.add_argument("--alpha", type=float, default=0.05)
     crossover.add_argument("--json", action="store_true")
     crossover.set_defaults(func=cmd_stats_crossover)
+
+    from .agreement import add_judge_commands
+    from .audit import add_audit_commands
+    add_judge_commands(commands)
+    add_audit_commands(commands)
 
     sim = commands.add_parser("simulate", help="false-alarm and detection rates of the behavioural tests on a sim "
                               "profile, over many seeded replications")

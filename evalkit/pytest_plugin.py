@@ -18,6 +18,7 @@ import pytest
 
 from . import report
 from .errors import EvalkitError, UnavailableHere
+from .judges import close_judges
 from .options import all_options, engine_options
 from .suites import EnginePool, Row, Session, SessionConfig, analyse_plans, default_results_dir, prepare, run_plan
 
@@ -121,11 +122,14 @@ def pytest_collection_modifyitems(session, config, items) -> None:
 
 
 @pytest.fixture(scope="session")
-def evalkit_engines():
-    """One engine per model per session, booted on first need (never when all runs are reused)."""
+def evalkit_engines(request):
+    """One engine per model per session, booted on first need (never when all runs are reused).
+    Model-based judges boot engines of their own; they are released here too."""
     pool = EnginePool()
     yield pool
     pool.close()
+    if isinstance(request.config.stash.get(_SESSION_KEY, None), Session):
+        close_judges(request.config.stash[_SESSION_KEY].judges)
 
 
 @pytest.fixture(scope="session")

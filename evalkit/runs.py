@@ -269,7 +269,12 @@ def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_e
     if manifest and manifest.get("status") == COMPLETE:
         records = read_records(records_path)
         _check_complete(records, spec, run_dir)
-        records = _ensure_verdicts(run_dir, records, schedule, judges)
+        # a judge whose configuration changed since generation (new rules, another judge model)
+        # re-judges the stored responses instead of reusing labels it would no longer give
+        recorded = manifest.get("judges", {})
+        stale = {j.name for j in judges if j.name in recorded
+                 and canonical_json(recorded[j.name]) != canonical_json(j.describe())}
+        records = _ensure_verdicts(run_dir, records, schedule, judges, stale)
         return RunResult(run_dir, spec, records, reused=True, resumed_from=len(records), generated=0)
 
     created = manifest is None
@@ -379,10 +384,12 @@ def judge_key(judge: Judge) -> str:
     return f"{judge.name}-{hashlib.sha256(canonical_json(judge.describe()).encode()).hexdigest()[:10]}"
 
 
-def _ensure_verdicts(run_dir: Path, records: list[Record], schedule: Schedule, judges: Sequence[Judge]) -> list[Record]:
-    """Attach verdicts of judges that did not run at generation time, judging the stored
-    responses (no engine call) and caching them in ``verdicts/<judge>-<confighash>.jsonl``."""
-    missing = [j for j in judges if any(j.name not in r.verdicts for r in records)]
+def _ensure_verdicts(run_dir: Path, records: list[Record], schedule: Schedule, judges: Sequence[Judge],
+                     stale: set[str] = frozenset()) -> list[Record]:
+    """Attach verdicts of judges that did not run at generation time, or whose
+    configuration has changed since (``stale``), judging the stored responses (no engine
+    call) and caching them in ``verdicts/<judge>-<confighash>.jsonl``."""
+    missing = [j for j in judges if j.name in stale or any(j.name not in r.verdicts for r in records)]
     if not missing:
         return records
     by_index = {r.index: r for r in records}

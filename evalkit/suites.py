@@ -17,9 +17,9 @@ from typing import Any, Callable, Sequence
 from . import analysis
 from .datasets import Dataset, Selection, load_behaviors, resolve_harmbench, select
 from .engines import Engine, EngineConfig, create_engine, engine_factory
-from .errors import ConfigError
+from .errors import ConfigError, EvalkitError
 from .framings import FramingPair, FramingSet, load_framing_set
-from .judges import Judge, create_judge
+from .judges import Judge, JudgeSettings, build_judges, positive_label, validate_judges
 from .protocols import PROTOCOLS, Schedule, build_schedule
 from .runs import RunResult, RunSpec, RunStore, execute
 
@@ -75,6 +75,7 @@ class SessionConfig:
     thresholds: analysis.Thresholds = analysis.Thresholds()
     fresh: bool = False
     custom_suite: Suite | None = None  # `evalkit run`: one protocol with its own n and batch size
+    judge_settings: JudgeSettings = JudgeSettings()  # model-based judges and the vote (options.JUDGE)
     multiplicity: str = "holm"
 
     @classmethod
@@ -100,7 +101,8 @@ class SessionConfig:
                    judge=values.get("judge") or "refusal", max_tokens=int(values.get("max_tokens") or 128),
                    temperature=float(values.get("temperature") or 0.0), engine_options=dict(engine_options),
                    thresholds=thresholds, fresh=bool(values.get("fresh")),
-                   multiplicity=values.get("multiplicity") or "holm")
+                   multiplicity=values.get("multiplicity") or "holm",
+                   judge_settings=JudgeSettings.from_options(values))  # --judge-engine ... --vote-tie
 
 
 def _in_range(value, option, low, high, open_low=False, open_high=False) -> float:
@@ -197,11 +199,14 @@ def prepare(config: SessionConfig) -> Session:
         raise ConfigError(f"must be at least 1, got {config.max_tokens}", option="--max-tokens")
     framing_set = load_framing_set(config.framings)
     pairs = [framing_set.pair(p) for p in config.pairs] if config.pairs else list(framing_set.pairs)
-    judges = [create_judge(name) for name in dict.fromkeys((config.judge, *BASE_JUDGES))]
+    judge_names = (config.judge, *BASE_JUDGES)
+    validate_judges(judge_names, config.judge_settings)  # names and judge options, before anything loads
     engine_configs = {m: engine_config(config, m) for m in config.models}
     for cfg in engine_configs.values():
         validate_engine(cfg)
     full = load_behaviors(resolve_harmbench(config.harmbench))
+    # Model judges read the behavior (and its context) by id; a vote's members come along.
+    judges = build_judges(judge_names, config.judge_settings, behaviors=full.behaviors)
     store = RunStore(config.results_dir or default_results_dir())
     store.check_writable()
     plans = []
@@ -281,10 +286,15 @@ class Row:
 def analyse_plans(session: Session, results: Sequence[tuple[RunPlan, RunResult]]) -> list[Row]:
     """Rows for a set of completed runs, with each treatment row read against its A/A control."""
     analysed = {}
+    judge = next(j for j in session.judges if j.name == session.config.judge)
     for plan, run in results:
-        outcomes = analysis.paired_outcomes(run.records, session.config.judge)
-        analysed[(plan.model, plan.suite.id, plan.pair.id)] = (plan, run, analysis.analyse(
-            outcomes, session.config.thresholds, order_varies=plan.protocol in ORDER_VARIES))
+        # The judge's positive label is the outcome: refusal, or "flagged" for trace judges.
+        outcomes = analysis.paired_outcomes(run.records, session.config.judge, positive=positive_label(judge))
+        try:
+            row = analysis.analyse(outcomes, session.config.thresholds, order_varies=plan.protocol in ORDER_VARIES)
+        except ValueError as exc:  # e.g. a trace judge on a model without traces: every verdict n/a
+            raise EvalkitError(f"{plan.row_id}, judge {judge.name}: {exc}") from None
+        analysed[(plan.model, plan.suite.id, plan.pair.id)] = (plan, run, row)
     categories = {b.behavior_id: (b.semantic_category, b.functional_category) for b in session.dataset}
     thresholds = session.config.thresholds
     rows = []

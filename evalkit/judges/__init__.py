@@ -1,8 +1,19 @@
-"""Judges: one interface, verdict labels, a registry by name."""
+"""Judges: one interface, verdict labels, a registry by name.
 
-from ._base import (COMPLIANCE, DECIDED, ERROR, LABELS, NOT_APPLICABLE, REFUSAL, UNCLEAR, Judge, Verdict,
-                    create_judge, judge, judge_names, unjudgeable)
+Registered: ``seed`` (the study's rule), ``refusal`` (default lexical), ``training-trace``
+(lexical reasoning-trace detector), ``harmbench-cls`` (HarmBench's classifier on an
+engine), ``llm`` and ``training-trace-llm`` (rubric judges on an engine), ``vote``.
+"""
+
+from ._base import (CLEAN, COMPLIANCE, DECIDED, ERROR, FLAGGED, LABELS, NOT_APPLICABLE, REFUSAL, UNCLEAR, Judge,
+                    Verdict, create_judge, judge, judge_names, positive_label, unjudgeable)
 from . import lexical  # noqa: F401  (registers seed and refusal)
+from . import traces  # noqa: F401  (registers training-trace)
+from . import harmbench  # noqa: F401  (registers harmbench-cls)
+from . import llm  # noqa: F401  (registers llm and training-trace-llm)
+from . import vote  # noqa: F401  (registers vote)
+from .config import TIE_RULES, JudgeSettings, build_judges, close_judges, validate_judges
 
-__all__ = ["COMPLIANCE", "DECIDED", "ERROR", "LABELS", "NOT_APPLICABLE", "REFUSAL", "UNCLEAR", "Judge", "Verdict",
-           "create_judge", "judge", "judge_names", "unjudgeable"]
+__all__ = ["CLEAN", "COMPLIANCE", "DECIDED", "ERROR", "FLAGGED", "LABELS", "NOT_APPLICABLE", "REFUSAL", "UNCLEAR",
+           "Judge", "Verdict", "create_judge", "judge", "judge_names", "positive_label", "unjudgeable", "TIE_RULES",
+           "JudgeSettings", "build_judges", "close_judges", "validate_judges"]

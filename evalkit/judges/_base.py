@@ -10,8 +10,11 @@ from ..errors import ConfigError
 from ..protocols import Request
 
 REFUSAL, COMPLIANCE, UNCLEAR, ERROR, NOT_APPLICABLE = "refusal", "compliance", "unclear", "error", "n/a"
-LABELS = (REFUSAL, COMPLIANCE, UNCLEAR, ERROR, NOT_APPLICABLE)
-DECIDED = (REFUSAL, COMPLIANCE)  # the only labels that enter paired statistics
+# Labels of the reasoning-trace judges: the trace reasons about training, monitoring,
+# logging or values being modified (flagged), or it does not (clean).
+FLAGGED, CLEAN = "flagged", "clean"
+LABELS = (REFUSAL, COMPLIANCE, UNCLEAR, ERROR, NOT_APPLICABLE, FLAGGED, CLEAN)
+DECIDED = (REFUSAL, COMPLIANCE)  # a refusal judge decided; unclear, error and n/a did not
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,11 @@ class Verdict:
 
 @runtime_checkable
 class Judge(Protocol):
+    """A judge labels one response. ``request`` gives the behavior id (judges must not
+    read the framing). Judges may also set ``positive_label``: the label the paired
+    statistics count as the outcome (``refusal`` unless said otherwise; ``flagged`` for
+    the trace judges); read it with ``positive_label(judge)``."""
+
     name: str
 
     def judge(self, request: Request, response: Response) -> Verdict: ...
@@ -65,6 +73,11 @@ def create_judge(name: str, **config: Any) -> Judge:
     if name not in _REGISTRY:
         raise ConfigError(f"unknown judge {name!r}; choose from {', '.join(judge_names())}", option="--judge")
     return _REGISTRY[name](**config)
+
+
+def positive_label(judge: Judge) -> str:
+    """The label that is the paired statistics' outcome for ``judge``."""
+    return getattr(judge, "positive_label", REFUSAL)
 
 
 def unjudgeable(response: Response, judge_name: str) -> Verdict | None:

@@ -101,3 +101,15 @@ def test_pytest_suite_refuses_bad_options_before_running(tmp_path, harmbench_csv
     assert result.returncode == 4
     assert "unknown sim profile 'gpt-5'" in result.stdout + result.stderr
     assert not (tmp_path / "results" / "runs").exists() or not any((tmp_path / "results" / "runs").iterdir())
+
+
+def test_a_run_whose_every_request_failed_reports_errors_not_statistics(harmbench_csv, tmp_path):
+    results = tmp_path / "results"
+    out = evalkit("run", "--model", str(ROOT / "fixtures" / "profiles" / "down.toml"), "--protocol", "randomized",
+                  "--n", "10", "--pair", "free-vs-paid", "--harmbench", str(harmbench_csv),
+                  "--results-dir", str(results), check=True)
+    row = json.loads((results / "summary.json").read_text())["rows"][0]
+    assert (row["n"], row["errors"]) == (0, 20)
+    assert row["verdict"] == "errors: too many failed requests"
+    assert row["checks"]["error_rate_bounded"] is False and "gap" not in row
+    assert "errors: too many failed requests" in out.stdout

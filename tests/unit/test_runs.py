@@ -177,3 +177,25 @@ def test_read_only_results_dir(synthetic_csv, tmp_path):
             prepare(SessionConfig(models=("null",), harmbench=str(synthetic_csv), results_dir=str(tmp_path / "r")))
     finally:
         tmp_path.chmod(0o700)
+
+
+def test_changed_judge_configuration_rejudges_stored_responses(session):
+    plan = session.plans[0]
+    run = execute(plan.spec, plan.schedule, session.store, provider(), [create_judge("refusal")])
+    manifest_path = run.run_dir / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    manifest["judges"]["refusal"]["patterns_version"] = "0-old"  # as if generated under older rules
+    manifest_path.write_text(json.dumps(manifest))
+    # make the stored labels visibly stale: every record says "unclear"
+    lines = [json.loads(line) for line in (run.run_dir / RECORDS).read_text().splitlines()]
+    for line in lines:
+        line["verdicts"]["refusal"] = "unclear"
+    (run.run_dir / RECORDS).write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    def no_engine():
+        raise AssertionError("re-judging must not generate")
+
+    again = execute(plan.spec, plan.schedule, session.store, no_engine, [create_judge("refusal")])
+    assert {r.verdicts["refusal"] for r in again.records} <= {"refusal", "compliance"}
+    assert [r.verdicts for r in again.records] == [r.verdicts for r in run.records]
+    assert list((run.run_dir / "verdicts").glob("refusal-*.jsonl"))

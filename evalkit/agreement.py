@@ -1,0 +1,259 @@
+"""Agreement between judges on the same generations: Cohen's kappa, confusion matrices,
+and the behaviors where judges disagree; and the ``evalkit judges`` commands.
+
+Kappa (Cohen 1960) compares two judges' labels on the same items:
+kappa = (p_o - p_e) / (1 - p_e), with p_o the observed agreement and p_e the agreement
+expected from the two judges' label frequencies alone. Items either judge could not
+judge (``error``, ``n/a``) are excluded and counted; ``unclear`` is a label like the
+others. Output holds ids, labels and numbers only, never response text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from scipy.stats import norm
+from tabulate import tabulate
+
+from .judges import ERROR, LABELS, NOT_APPLICABLE
+
+EXCLUDED = (ERROR, NOT_APPLICABLE)  # not a judgement: left out of kappa
+
+
+@dataclass(frozen=True)
+class ConfusionMatrix:
+    """Counts of (label of judge a, label of judge b); rows are a's labels, columns b's."""
+
+    categories: tuple[str, ...]
+    counts: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def from_labels(cls, a: Sequence[str], b: Sequence[str],
+                    categories: Sequence[str] | None = None) -> "ConfusionMatrix":
+        if len(a) != len(b):
+            raise ValueError(f"label sequences differ in length ({len(a)} and {len(b)})")
+        present = set(a) | set(b)
+        if categories is None:
+            order = {label: i for i, label in enumerate(LABELS)}
+            categories = sorted(present, key=lambda label: (order.get(label, len(order)), label))
+        unknown = present - set(categories)
+        if unknown:
+            raise ValueError(f"labels outside the categories: {sorted(unknown)}")
+        index = {label: i for i, label in enumerate(categories)}
+        counts = [[0] * len(categories) for _ in categories]
+        for x, y in zip(a, b):
+            counts[index[x]][index[y]] += 1
+        return cls(tuple(categories), tuple(tuple(row) for row in counts))
+
+    @property
+    def n(self) -> int:
+        return sum(map(sum, self.counts))
+
+    def as_dict(self) -> dict:
+        return {"categories": list(self.categories), "counts": [list(row) for row in self.counts]}
+
+
+@dataclass(frozen=True)
+class Kappa:
+    """``kappa`` is None when undefined: both judges used one and the same label only (p_e = 1).
+    ``standard_error`` is the asymptotic (non-null) standard error of Fleiss, Cohen and
+    Everitt (1969), as SAS PROC FREQ reports it; ``ci`` the Wald interval from it."""
+
+    kappa: float | None
+    observed: float
+    expected: float
+    n: int
+    standard_error: float | None = None
+    ci: tuple[float, float] | None = None
+
+    def as_dict(self) -> dict:
+        return {"kappa": self.kappa, "observed_agreement": self.observed, "expected_agreement": self.expected,
+                "n": self.n, "standard_error": self.standard_error, "ci": list(self.ci) if self.ci else None}
+
+
+def cohen_kappa(matrix: ConfusionMatrix, alpha: float = 0.05) -> Kappa:
+    n = matrix.n
+    if n == 0:
+        raise ValueError("cannot compute kappa on no items (n = 0)")
+    k = len(matrix.categories)
+    p = [[cell / n for cell in row] for row in matrix.counts]
+    observed = sum(p[i][i] for i in range(k))
+    rows = [sum(p[i]) for i in range(k)]
+    cols = [sum(p[i][j] for i in range(k)) for j in range(k)]
+    expected = sum(r * c for r, c in zip(rows, cols))
+    if abs(1.0 - expected) < 1e-12:
+        return Kappa(None, observed, expected, n)
+    kappa = (observed - expected) / (1.0 - expected)
+    a = sum(p[i][i] * (1 - (rows[i] + cols[i]) * (1 - kappa)) ** 2 for i in range(k))
+    b = (1 - kappa) ** 2 * sum(p[i][j] * (cols[i] + rows[j]) ** 2 for i in range(k) for j in range(k) if i != j)
+    c = (kappa - expected * (1 - kappa)) ** 2
+    se = math.sqrt(max(a + b - c, 0.0) / ((1 - expected) ** 2 * n))
+    z = float(norm.ppf(1 - alpha / 2))
+    return Kappa(kappa, observed, expected, n, se, (max(-1.0, kappa - z * se), min(1.0, kappa + z * se)))
+
+
+def cohen_kappa_labels(a: Sequence[str], b: Sequence[str]) -> Kappa:
+    return cohen_kappa(ConfusionMatrix.from_labels(a, b))
+
+
+# ---------------------------------------------------------------- judges on a run
+
+
+@dataclass(frozen=True)
+class PairAgreement:
+    judge_a: str
+    judge_b: str
+    kappa: Kappa | None  # None: no item both judges could judge
+    matrix: ConfusionMatrix
+    excluded: int
+
+    def as_dict(self) -> dict:
+        return {"judge_a": self.judge_a, "judge_b": self.judge_b, "excluded": self.excluded,
+                **(self.kappa.as_dict() if self.kappa else {"kappa": None, "n": 0}), "matrix": self.matrix.as_dict()}
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    index: int
+    behavior_id: str
+    slot: str
+    labels: tuple[str, ...]  # in the report's judge order
+
+
+@dataclass(frozen=True)
+class AgreementReport:
+    judges: tuple[str, ...]
+    n_items: int
+    pairs: tuple[PairAgreement, ...]
+    disagreements: tuple[Disagreement, ...]
+    label_counts: dict[str, dict[str, int]]
+
+    @property
+    def disagreeing_behaviors(self) -> list[str]:
+        return list(dict.fromkeys(d.behavior_id for d in self.disagreements))
+
+    def as_dict(self) -> dict:
+        return {"judges": list(self.judges), "n_items": self.n_items, "pairs": [p.as_dict() for p in self.pairs],
+                "label_counts": self.label_counts, "disagreeing_behaviors": self.disagreeing_behaviors,
+                "disagreements": [{"index": d.index, "behavior_id": d.behavior_id, "slot": d.slot,
+                                   "labels": dict(zip(self.judges, d.labels))} for d in self.disagreements]}
+
+
+def agreement(records, judge_names: Sequence[str]) -> AgreementReport:
+    """Pairwise agreement of ``judge_names`` over ``records`` (each holding their verdicts)."""
+    if len(judge_names) < 2:
+        raise ValueError("agreement needs at least two judges")
+    missing = [j for j in judge_names if any(j not in r.verdicts for r in records)]
+    if missing:
+        raise ValueError(f"records lack verdicts of {', '.join(missing)}")
+    labels = {j: [r.verdicts[j] for r in records] for j in judge_names}
+    pairs = []
+    for a, b in itertools.combinations(judge_names, 2):
+        keep = [i for i in range(len(records)) if labels[a][i] not in EXCLUDED and labels[b][i] not in EXCLUDED]
+        matrix = ConfusionMatrix.from_labels([labels[a][i] for i in keep], [labels[b][i] for i in keep])
+        pairs.append(PairAgreement(a, b, cohen_kappa(matrix) if keep else None, matrix, len(records) - len(keep)))
+    disagreements = tuple(
+        Disagreement(r.index, r.behavior_id, r.slot, tuple(labels[j][i] for j in judge_names))
+        for i, r in enumerate(records) if len({labels[j][i] for j in judge_names}) > 1)
+    counts = {j: {label: labels[j].count(label) for label in dict.fromkeys(labels[j])} for j in judge_names}
+    return AgreementReport(tuple(judge_names), len(records), tuple(pairs), disagreements, counts)
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def format_report(report: AgreementReport, max_listed: int = 50) -> str:
+    rows = []
+    for p in report.pairs:
+        k = p.kappa
+        ci = f"[{k.ci[0]:.3f}, {k.ci[1]:.3f}]" if k and k.ci else "n/a"
+        rows.append((p.judge_a, p.judge_b, k.n if k else 0, p.excluded, _num(k.observed if k else None),
+                     _num(k.expected if k else None), _num(k.kappa if k else None), ci))
+    out = [f"{report.n_items} responses judged by {', '.join(report.judges)}", "",
+           tabulate(rows, headers=("judge a", "judge b", "n", "excluded", "agreement", "expected", "kappa",
+                                   "95% CI"), disable_numparse=True)]
+    for p in report.pairs:
+        out += ["", f"{p.judge_a} (rows) x {p.judge_b} (columns)",
+                tabulate([(c, *row) for c, row in zip(p.matrix.categories, p.matrix.counts)],
+                         headers=("", *p.matrix.categories), disable_numparse=True) if p.matrix.n else "(no items)"]
+    behaviors = report.disagreeing_behaviors
+    out += ["", f"disagreements: {len(report.disagreements)} responses, {len(behaviors)} behaviors"]
+    listed = report.disagreements[:max_listed]
+    if listed:
+        out.append(tabulate([(d.behavior_id, d.index, d.slot, *d.labels) for d in listed],
+                            headers=("behavior", "record", "framing", *report.judges), disable_numparse=True))
+    if len(report.disagreements) > max_listed:
+        out.append(f"... {len(report.disagreements) - max_listed} more (see --json)")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def add_judge_option_arguments(parser: argparse.ArgumentParser) -> None:
+    """The JUDGE options (model-judge engine, model, options; the vote) and --harmbench."""
+    from .options import JUDGE
+    for option in JUDGE:
+        kwargs: dict[str, Any] = {"dest": option.dest, "help": option.help, "default": option.default}
+        if option.action:
+            kwargs["action"] = option.action
+        if option.choices:
+            kwargs["choices"] = option.choices
+        parser.add_argument(option.flag, **kwargs)
+    parser.add_argument("--harmbench", default=None,
+                        help="HarmBench CSV (or its directory) for model judges; default: the path the run's "
+                             "manifest records, then $EVALKIT_HARMBENCH")
+
+
+def judge_list(text: str, option: str) -> list[str]:
+    from .errors import InputError
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if len(names) != len(set(names)):
+        raise InputError(f"a judge is listed twice in {text!r}", option=option)
+    return names
+
+
+def cmd_judges_agree(args: argparse.Namespace) -> int:
+    from .errors import InputError
+    from .judges import JudgeSettings, build_judges, close_judges, positive_label
+    from .judges.stored import judge_stored_run
+
+    names = judge_list(args.judges, "--judges")
+    if len(names) < 2:
+        raise InputError("give at least two judges, e.g. --judges refusal,seed", option="--judges")
+    settings = JudgeSettings.from_options(vars(args))
+    kinds = {positive_label(j) for j in build_judges(names, settings, behaviors={})}
+    if len(kinds) > 1:  # e.g. refusal judges and trace judges label different things
+        raise InputError(f"these judges do not label the same thing (outcomes {', '.join(sorted(kinds))}); "
+                         "compare refusal judges with refusal judges, trace judges with trace judges",
+                         option="--judges")
+    _, records, judges = judge_stored_run(args.run_dir, names, settings, harmbench=args.harmbench)
+    try:
+        report = agreement(records, names)
+    finally:
+        close_judges(judges)
+    print(json.dumps(report.as_dict(), indent=2, sort_keys=True) if args.json
+          else format_report(report, args.max_listed))
+    return 0
+
+
+def add_judge_commands(subparsers) -> None:
+    """``evalkit judges agree RUN_DIR --judges a,b,c``: re-judge stored generations (cached in
+    the run's verdicts/) and print pairwise kappa, confusion matrices and disagreements."""
+    judges = subparsers.add_parser("judges", help="judges on stored generations: agreement")
+    commands = judges.add_subparsers(dest="judges_command", required=True)
+    agree = commands.add_parser("agree", help="pairwise Cohen's kappa, confusion matrices and the behaviors where "
+                                "judges disagree, on a run's stored generations (ids and numbers only)")
+    agree.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (results/runs/...)")
+    agree.add_argument("--judges", required=True, help="comma-separated judges, e.g. refusal,seed,harmbench-cls")
+    agree.add_argument("--json", action="store_true", help="print the full report as JSON")
+    agree.add_argument("--max-listed", type=int, default=50, help="disagreements listed in the table (default 50)")
+    add_judge_option_arguments(agree)
+    agree.set_defaults(func=cmd_judges_agree)
+
