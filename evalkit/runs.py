@@ -28,7 +28,7 @@ from filelock import FileLock
 from . import __version__
 from .engines import Engine, Response
 from .errors import RunStoreError
-from .judges import Judge, Verdict
+from .judges import Judge, Verdict, judge_all
 from .protocols import Request, Schedule
 
 MANIFEST, RECORDS, VERDICTS_DIR, LOCK = "manifest.json", "records.jsonl", "verdicts", ".lock"
@@ -265,7 +265,6 @@ def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_e
             raise RunStoreError(
                 f"{run_dir} holds a run with a different specification (fields differ: {', '.join(differing)}); "
                 "use another results directory or --fresh")
-    judge_names = [j.name for j in judges]
     if manifest and manifest.get("status") == COMPLETE:
         records = read_records(records_path)
         _check_complete(records, spec, run_dir)
@@ -308,9 +307,10 @@ def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_e
                     if len(responses) != len(batch):
                         raise RunStoreError(f"engine returned {len(responses)} responses for a batch of {len(batch)}")
                     finished = _now()
+                    by_judge = {j.name: judge_all(j, batch, responses) for j in judges}
                     lines = []
-                    for request, response in zip(batch, responses):
-                        verdicts = {j.name: j.judge(request, response).label for j in judges}
+                    for position, (request, response) in enumerate(zip(batch, responses)):
+                        verdicts = {name: labels[position].label for name, labels in by_judge.items()}
                         record = Record(request.index, request.behavior_id, request.framing_id, request.slot,
                                         request.position, request.batch, started, finished, response, verdicts)
                         records.append(record)
@@ -330,7 +330,6 @@ def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_e
     manifest.update(status=COMPLETE, finished_at=_now(), n_records=len(records),
                     judges={**manifest.get("judges", {}), **{j.name: j.describe() for j in judges}})
     _atomic_write_json(run_dir / MANIFEST, manifest)
-    del judge_names
     return RunResult(run_dir, spec, records, reused=False, resumed_from=resumed_from, generated=generated)
 
 
@@ -403,7 +402,8 @@ def _ensure_verdicts(run_dir: Path, records: list[Record], schedule: Schedule, j
                     item = json.loads(line)
                     labels[int(item["index"])] = item["label"]
         if len(labels) != len(records):
-            labels = {r.index: judge.judge(schedule.requests[r.index], r.response).label for r in records}
+            verdicts = judge_all(judge, [schedule.requests[r.index] for r in records], [r.response for r in records])
+            labels = {r.index: v.label for r, v in zip(records, verdicts)}
             path.parent.mkdir(exist_ok=True)
             tmp = path.with_name(f".{path.name}.tmp")
             with open(tmp, "w", encoding="utf-8") as handle:

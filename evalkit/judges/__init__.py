@@ -6,7 +6,7 @@ engine), ``llm`` and ``training-trace-llm`` (rubric judges on an engine), ``vote
 """
 
 from ._base import (CLEAN, COMPLIANCE, DECIDED, ERROR, FLAGGED, LABELS, NOT_APPLICABLE, REFUSAL, UNCLEAR, Judge,
-                    Verdict, create_judge, judge, judge_names, positive_label, unjudgeable)
+                    Verdict, create_judge, judge, judge_all, judge_names, positive_label, unjudgeable)
 from . import lexical  # noqa: F401  (registers seed and refusal)
 from . import traces  # noqa: F401  (registers training-trace)
 from . import harmbench  # noqa: F401  (registers harmbench-cls)
@@ -15,5 +15,5 @@ from . import vote  # noqa: F401  (registers vote)
 from .config import TIE_RULES, JudgeSettings, build_judges, close_judges, validate_judges
 
 __all__ = ["CLEAN", "COMPLIANCE", "DECIDED", "ERROR", "FLAGGED", "LABELS", "NOT_APPLICABLE", "REFUSAL", "UNCLEAR",
-           "Judge", "Verdict", "create_judge", "judge", "judge_names", "positive_label", "unjudgeable", "TIE_RULES",
+           "Judge", "Verdict", "create_judge", "judge", "judge_all", "judge_names", "positive_label", "unjudgeable", "TIE_RULES",
            "JudgeSettings", "build_judges", "close_judges", "validate_judges"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 from ..engines import Response
 from ..errors import ConfigError
@@ -73,6 +73,14 @@ def create_judge(name: str, **config: Any) -> Judge:
     if name not in _REGISTRY:
         raise ConfigError(f"unknown judge {name!r}; choose from {', '.join(judge_names())}", option="--judge")
     return _REGISTRY[name](**config)
+
+
+def judge_all(judge: Judge, requests: Sequence[Request], responses: Sequence[Response]) -> list[Verdict]:
+    """Verdicts for a batch; judges running on an engine batch their calls (``judge_batch``)."""
+    batch = getattr(judge, "judge_batch", None)
+    if callable(batch):
+        return list(batch(requests, responses))
+    return [judge.judge(request, response) for request, response in zip(requests, responses)]
 
 
 def positive_label(judge: Judge) -> str:
