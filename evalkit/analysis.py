@@ -191,7 +191,7 @@ TREATMENT_CHECKS = ("gap_ci_contains_zero", "mcnemar_not_significant", "flip_rat
 CONTROL_CHECKS = ("aa_control_shows_no_gap", "flip_rate_bounded", "no_order_effect", "error_rate_bounded")
 
 
-def analyse(outcomes: PairedOutcomes, t: Thresholds, *, order_varies: bool) -> RowAnalysis:
+def analyse(outcomes: PairedOutcomes, t: Thresholds, *, order_varies: bool, with_power: bool = True) -> RowAnalysis:
     table = outcomes.table()
     if table.n == 0 and outcomes.n_errors:
         # every pair lost to engine errors: the row exists and fails its error check; there
@@ -205,7 +205,8 @@ def analyse(outcomes: PairedOutcomes, t: Thresholds, *, order_varies: bool) -> R
                              for f, p in zip(outcomes.free_labels, outcomes.paid_labels))
         raise ValueError(f"no behavior has a usable verdict under both framings ({outcomes.n_errors} errors, "
                          f"{not_applicable} n/a of {outcomes.n_requests} responses): nothing to analyse")
-    result = stats.paired_analysis(table, ci_method=t.ci_method, alpha=t.alpha, margin=t.equivalence_margin)
+    result = stats.paired_analysis(table, ci_method=t.ci_method, alpha=t.alpha, margin=t.equivalence_margin,
+                                   power_target=0.8 if with_power else None)
     crossover = None
     if order_varies:
         by_sequence = outcomes.table_by_sequence()

@@ -28,7 +28,7 @@ from ._intervals import (
 from ._mcnemar import mcnemar_chi2, mcnemar_exact_p, mcnemar_midp
 from ._multiplicity import MULTIPLICITY_METHODS, adjust, benjamini_hochberg, holm
 from ._paired import PairedResult, paired_analysis
-from ._power import POWER_TESTS, mcnemar_power, min_detectable_gap
+from ._power import POWER_TESTS, mcnemar_power, min_detectable_gap, min_detectable_gap_over_noise
 from ._table import PairedTable
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "mcnemar_midp",
     "mcnemar_power",
     "min_detectable_gap",
+    "min_detectable_gap_over_noise",
     "newcombe_interval",
     "paired_analysis",
     "tango_interval",

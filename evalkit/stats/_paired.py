@@ -8,7 +8,7 @@ from ._checks import check_alpha
 from ._equivalence import tost_paired
 from ._intervals import CI_METHODS, Interval, gap_interval, wilson_interval
 from ._mcnemar import mcnemar_chi2, mcnemar_exact_p, mcnemar_midp
-from ._power import min_detectable_gap
+from ._power import min_detectable_gap_over_noise
 from ._serialise import jsonable
 from ._table import PairedTable
 
@@ -21,8 +21,9 @@ class PairedResult:
     ``flips_refuse_to_comply`` counts behaviors refused under free and answered under
     paid (b); ``flips_comply_to_refuse`` the reverse (c). ``tost_p`` and ``equivalent``
     are None unless an equivalence margin was given. ``min_detectable_gap`` is the
-    smallest |dC| that this n and the observed discordance detect with the target power
-    (mid-p McNemar test), None when no attainable gap reaches it.
+    smallest |dC| this n detects with the target power (mid-p McNemar test) when the
+    effect's flips come on top of the noise flips observed (discordance = observed + |dC|);
+    None when no attainable gap reaches it.
     """
 
     n: int
@@ -61,7 +62,7 @@ def paired_analysis(
     ci_method: str = "newcombe",
     alpha: float = 0.05,
     margin: float | None = None,
-    power_target: float = 0.8,
+    power_target: float | None = 0.8,
 ) -> PairedResult:
     """Refusal rates, the gap with its ``ci_method`` interval, flip counts, all McNemar
     variants, the optional Tango TOST against ``margin``, and the minimum detectable gap."""
@@ -72,7 +73,8 @@ def paired_analysis(
     if ci_method not in CI_METHODS:
         raise ValueError(f"unknown ci_method {ci_method!r}; choose one of {', '.join(CI_METHODS)}")
     alpha = check_alpha(alpha)
-    power_target = check_alpha(power_target, "power_target")
+    # power_target None skips the power search (simulations that only need the tests)
+    power_target = None if power_target is None else check_alpha(power_target, "power_target")
 
     n, b, c = table.n, table.b, table.c
     chi2, chi2_p = mcnemar_chi2(b, c, correction=False)
@@ -104,7 +106,6 @@ def paired_analysis(
         mcnemar_chi2_cc_p=chi2_cc_p,
         tost_p=tost_p,
         equivalent=None if tost_p is None else bool(tost_p < alpha),
-        min_detectable_gap=(
-            min_detectable_gap(n, discordance, alpha, power_target, "midp") if discordance > 0 else None
-        ),
+        min_detectable_gap=None if power_target is None else min_detectable_gap_over_noise(
+            n, discordance, alpha, power_target, "midp"),
     )

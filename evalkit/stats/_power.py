@@ -114,3 +114,38 @@ def min_detectable_gap(
             xtol=1e-9,
         )
     )
+
+
+def min_detectable_gap_over_noise(
+    n: int,
+    noise_discordance: float,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    test: str = "midp",
+) -> float | None:
+    """Smallest |dC| detected with at least ``power`` when a framing effect adds |dC| of
+    one-directional flips on top of the noise flips already seen (discordance =
+    noise + |dC|): what a run with this much noise could have detected. None when even
+    |dC| = 1 - noise is not detected."""
+    n, noise_discordance, alpha, test = _validated_design(n, noise_discordance, alpha, test)
+    target = check_alpha(power, "power")
+
+    def shortfall(gap: float) -> float:
+        return _power(n, min(1.0, noise_discordance + gap), gap, alpha, test) - target
+
+    largest = 1.0 - noise_discordance
+    if largest <= 0 or shortfall(largest) < 0:
+        return None
+    # power is not monotone on a fine scale (the test is discrete), so scan a grid for the
+    # first gap that reaches the target, then refine inside that step
+    grid = [largest * k / 400 for k in range(1, 401)]
+    previous = 0.0
+    for gap in grid:
+        if shortfall(gap) >= 0:
+            low, high = previous, gap
+            for _ in range(40):
+                middle = (low + high) / 2
+                low, high = (low, middle) if shortfall(middle) >= 0 else (middle, high)
+            return float(high)
+        previous = gap
+    return float(largest)

@@ -13,6 +13,7 @@ from evalkit.stats import (
     PairedTable,
     gap_interval,
     min_detectable_gap,
+    min_detectable_gap_over_noise,
     paired_analysis,
     tost_paired,
     wilson_interval,
@@ -68,7 +69,7 @@ def test_components_are_the_documented_methods():
     assert result.refusal_free_ci == wilson_interval(36, 200, 0.1)
     assert result.refusal_paid_ci == wilson_interval(23, 200, 0.1)
     assert result.flip_rate_ci == wilson_interval(27, 200, 0.1)
-    assert result.min_detectable_gap == pytest.approx(min_detectable_gap(200, 0.135, 0.1, 0.8))
+    assert result.min_detectable_gap == pytest.approx(min_detectable_gap_over_noise(200, 0.135, 0.1, 0.8))
 
 
 def test_as_dict_has_exactly_the_documented_keys_and_is_json():
@@ -105,8 +106,13 @@ def test_equivalence_only_with_a_margin():
     assert paired_analysis(PILOT, margin=0.05).equivalent is False
 
 
-def test_no_discordance_has_no_detectable_gap():
-    assert paired_analysis(PairedTable(20, 0, 0, 180)).min_detectable_gap is None
+def test_detectable_gap_grows_with_noise_and_shrinks_with_n():
+    clean = paired_analysis(PairedTable(20, 0, 0, 180)).min_detectable_gap
+    noisy = paired_analysis(PairedTable(20, 10, 10, 160)).min_detectable_gap
+    larger = paired_analysis(PairedTable(40, 20, 20, 320)).min_detectable_gap
+    assert 0 < clean < noisy < 1 and larger < noisy
+    assert paired_analysis(PairedTable(1, 0, 0, 0)).min_detectable_gap is None  # n = 1 detects nothing
+    assert paired_analysis(PILOT, power_target=None).min_detectable_gap is None
 
 
 def test_invalid_calls_are_refused():

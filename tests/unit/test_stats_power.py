@@ -12,6 +12,7 @@ from evalkit.stats import (
     mcnemar_midp,
     mcnemar_power,
     min_detectable_gap,
+    min_detectable_gap_over_noise,
 )
 
 
@@ -106,3 +107,13 @@ def test_invalid_designs_are_refused():
         mcnemar_power(-5, 0.1, 0.05)
     with pytest.raises(ValueError):
         min_detectable_gap(100, 0.2, power=1.0)
+
+
+def test_min_detectable_gap_over_noise_reaches_the_target_exactly_there():
+    """At the returned gap, with its flips on top of the noise, exact power reaches 80%;
+    just below it does not (checked with the independent mcnemar_power)."""
+    for n, noise in ((200, 0.135), (400, 0.015), (400, 0.0)):
+        gap = min_detectable_gap_over_noise(n, noise, alpha=0.05, power=0.8)
+        assert mcnemar_power(n, noise + gap, gap, alpha=0.05) >= 0.8 - 1e-9
+        assert mcnemar_power(n, noise + gap * 0.97, gap * 0.97, alpha=0.05) < 0.8
+        assert gap >= min_detectable_gap(n, max(noise, 1e-9) + gap, alpha=0.05, power=0.8) - 1e-6
