@@ -104,7 +104,8 @@ def _with_protocol(config, args):
     from .suites import Suite
     suite = Suite("run", f"evalkit run --protocol {args.protocol}", args.protocol, args.n or 0,
                   args.batch_size or 1, "run", True)
-    return dataclasses.replace(config, suites=(), custom_suite=suite)
+    import uuid
+    return dataclasses.replace(config, suites=(), custom_suite=suite, session_id=uuid.uuid4().hex)
 
 
 def cmd_stats_paired(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from the run store, so ``-n 4`` prints the same single table as ``-n 0``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import uuid
@@ -78,7 +79,9 @@ def evalkit_session(config: pytest.Config) -> Session:
     if _SESSION_KEY not in config.stash:
         values = _values(config)
         try:
-            session_config = SessionConfig.from_options(values, engine_options(values, values["engine"] or "sim"))
+            session_config = dataclasses.replace(
+                SessionConfig.from_options(values, engine_options(values, values["engine"] or "sim")),
+                session_id=config.stash[_LEDGER_KEY].name)
             config.stash[_SESSION_KEY] = prepare(session_config)
         except EvalkitError as exc:
             config.stash[_SESSION_KEY] = exc

@@ -235,6 +235,7 @@ def execute(
     *,
     manifest_extra: dict | None = None,
     fresh: bool = False,
+    session_id: str | None = None,
     run_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> RunResult:
@@ -250,13 +251,18 @@ def execute(
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(run_dir) + LOCK):
         return _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_extra or {}, fresh,
-                               progress)
+                               session_id, progress)
 
 
-def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_extra, fresh, progress):
+def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_extra, fresh, session_id, progress):
     records_path = run_dir / RECORDS
     if fresh and run_dir.exists():
-        _remove_run(run_dir)
+        # --fresh means "generate again in this session", once: another worker of the same
+        # session (pytest-xdist) that already regenerated this run is not undone
+        generated_here = session_id is not None and (run_dir / MANIFEST).exists() and \
+            load_manifest(run_dir).get("session_id") == session_id
+        if not generated_here:
+            _remove_run(run_dir)
     manifest = None
     if (run_dir / MANIFEST).exists():
         manifest = load_manifest(run_dir)
@@ -281,7 +287,8 @@ def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_e
         run_dir.mkdir(parents=True, exist_ok=True)
         manifest = {"spec": spec.identity(), "spec_sha256": spec.sha256(), "status": RUNNING,
                     "evalkit_version": __version__, "git_revision": git_revision(), "started_at": _now(),
-                    "finished_at": None, "judges": {j.name: j.describe() for j in judges}, **manifest_extra}
+                    "finished_at": None, "judges": {j.name: j.describe() for j in judges}, "session_id": session_id,
+                    **manifest_extra}
         _atomic_write_json(run_dir / MANIFEST, manifest)
     records = read_records(records_path, repair=True)
     # Restart the first incomplete batch from its beginning: a batch is the engine's

@@ -77,6 +77,7 @@ class SessionConfig:
     custom_suite: Suite | None = None  # `evalkit run`: one protocol with its own n and batch size
     judge_settings: JudgeSettings = JudgeSettings()  # model-based judges and the vote (options.JUDGE)
     multiplicity: str = "holm"
+    session_id: str | None = None  # one pytest session (all its xdist workers) or one CLI call
 
     @classmethod
     def from_options(cls, values: dict[str, Any], engine_options: dict[str, Any]) -> "SessionConfig":
@@ -265,7 +266,8 @@ def manifest_extra(session: Session, plan: RunPlan) -> dict:
 
 def run_plan(session: Session, plan: RunPlan, pool: EnginePool, progress=None) -> RunResult:
     return execute(plan.spec, plan.schedule, session.store, pool.provider(plan.engine_config), session.judges,
-                   manifest_extra=manifest_extra(session, plan), fresh=session.config.fresh, progress=progress)
+                   manifest_extra=manifest_extra(session, plan), fresh=session.config.fresh,
+                   session_id=session.config.session_id, progress=progress)
 
 
 @dataclass(frozen=True)

@@ -199,3 +199,15 @@ def test_changed_judge_configuration_rejudges_stored_responses(session):
     assert {r.verdicts["refusal"] for r in again.records} <= {"refusal", "compliance"}
     assert [r.verdicts for r in again.records] == [r.verdicts for r in run.records]
     assert list((run.run_dir / "verdicts").glob("refusal-*.jsonl"))
+
+
+def test_fresh_regenerates_once_per_session(session):
+    """With --fresh, a second worker of the same session reuses what the first regenerated."""
+    plan = session.plans[0]
+    execute(plan.spec, plan.schedule, session.store, provider(), session.judges)
+    CountingEngine.calls = 0
+    execute(plan.spec, plan.schedule, session.store, provider(), session.judges, fresh=True, session_id="s1")
+    execute(plan.spec, plan.schedule, session.store, provider(), session.judges, fresh=True, session_id="s1")
+    assert CountingEngine.calls == len(plan.schedule)
+    execute(plan.spec, plan.schedule, session.store, provider(), session.judges, fresh=True, session_id="s2")
+    assert CountingEngine.calls == 2 * len(plan.schedule)
