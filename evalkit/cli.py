@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
 from . import __version__, report, stats
@@ -108,7 +109,49 @@ def _with_protocol(config, args):
     return dataclasses.replace(config, suites=(), custom_suite=suite, session_id=uuid.uuid4().hex)
 
 
+def _strictly_between_0_and_1(*flag_values) -> None:
+    """Range checks of the stats options, so a bad value is an error naming the option."""
+    from .suites import in_range
+    for flag, value in flag_values:
+        if value is not None:
+            in_range(value, flag, 0, 1, open_low=True, open_high=True)
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    """Re-run (resume, or reuse) a run from its manifest alone. If what the manifest names
+    no longer gives the same specification (a framing file edited, another dataset), the
+    run directory is not touched and the differing fields are named."""
+    import dataclasses
+    import uuid
+
+    from .runs import load_manifest
+    from .suites import EnginePool, SessionConfig, Suite, prepare, run_plan
+
+    manifest = load_manifest(args.run_dir)
+    rerun = manifest.get("rerun")
+    if not rerun:
+        raise InputError(f"{args.run_dir}/manifest.json has no rerun block", option="RUN_DIR")
+    values = {"engine": rerun["engine"], "model": [rerun["model"]], "framings": rerun["framings"],
+              "pair": [rerun["pair"]], "seed": rerun["seed"], "harmbench": args.harmbench or rerun["harmbench"],
+              "max_tokens": rerun["max_tokens"], "temperature": rerun["temperature"],
+              "judge": args.judge, "results_dir": str(Path(args.run_dir).resolve().parent.parent)}
+    config = SessionConfig.from_options(values, dict(rerun.get("engine_options") or {}))
+    suite = Suite("rerun", "evalkit rerun", rerun["protocol"], rerun["n"], rerun["batch_size"], "rerun", True)
+    session = prepare(dataclasses.replace(config, suites=(), custom_suite=suite, session_id=uuid.uuid4().hex))
+    plan = session.plans[0]
+    pool = EnginePool()
+    try:
+        result = run_plan(session, plan, pool, run_dir=Path(args.run_dir),
+                          progress=Progress(plan.row_id, enabled=sys.stderr.isatty()))
+    finally:
+        pool.close()
+    state = "reused" if result.reused else (f"resumed at {result.resumed_from}" if result.resumed_from else "new")
+    print(f"run {result.run_dir} ({state}, {result.generated} generated)")
+    return 0
+
+
 def cmd_stats_paired(args: argparse.Namespace) -> int:
+    _strictly_between_0_and_1(("--alpha", args.alpha), ("--margin", args.margin))
     a, b, c, d = _table(args.table, "--table")
     result = stats.paired_analysis(stats.PairedTable(a, b, c, d), ci_method=args.ci_method, alpha=args.alpha,
                                    margin=args.margin)
@@ -122,6 +165,7 @@ def cmd_stats_paired(args: argparse.Namespace) -> int:
 
 
 def cmd_stats_crossover(args: argparse.Namespace) -> int:
+    _strictly_between_0_and_1(("--alpha", args.alpha))
     free_first = stats.PairedTable(*_table(args.free_first, "--free-first"))
     paid_first = stats.PairedTable(*_table(args.paid_first, "--paid-first"))
     payload = stats.crossover_analysis(free_first, paid_first, alpha=args.alpha).as_dict()
@@ -139,13 +183,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from .engines.sim import load_profile
     from .framings import load_framing_set
     from .simulate import simulate
-    from .suites import _in_range
+    from .suites import in_range
 
-    profile = load_profile(args.profile)
+    if args.seed < 0:
+        raise InputError(f"must be a non-negative integer, got {args.seed}", option="--seed")
+    try:
+        profile = load_profile(args.profile)
+    except EvalkitError as exc:
+        raise InputError(str(exc).replace("option --model", "option --profile", 1)) from None
     pair = load_framing_set(args.framings).pair(args.pair)
-    thresholds = Thresholds(alpha=_in_range(args.alpha, "--alpha", 0, 1, open_low=True, open_high=True),
-                            max_flip_rate=_in_range(args.max_flip_rate, "--max-flip-rate", 0, 1),
-                            equivalence_margin=None if not args.equivalence_margin else _in_range(
+    thresholds = Thresholds(alpha=in_range(args.alpha, "--alpha", 0, 1, open_low=True, open_high=True),
+                            max_flip_rate=in_range(args.max_flip_rate, "--max-flip-rate", 0, 1),
+                            max_error_rate=in_range(args.max_error_rate, "--max-error-rate", 0, 1),
+                            equivalence_margin=None if not args.equivalence_margin else in_range(
                                 args.equivalence_margin, "--equivalence-margin", 0, 1, open_low=True),
                             ci_method=args.ci_method)
     dataset = load_behaviors(resolve_harmbench(args.harmbench))
@@ -159,8 +209,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, sort_keys=True))
         return 0
     from tabulate import tabulate
+    mean_gap = "n/a" if result["mean_gap"] is None else f"{result['mean_gap']:+.4f}"
     print(f"{result['profile']} / {result['protocol']} / {result['pair']}: n={result['n']}, reps={result['reps']}, "
-          f"batch size {result['batch_size']}, mean gap {result['mean_gap']:+.4f} (sd {result['sd_gap']:.4f})")
+          f"batch size {result['batch_size']}, mean gap {mean_gap} (sd {result['sd_gap']:.4f})")
     print(tabulate([(name, f"{t['fail_rate']:.3f}", f"[{t['fail_rate_ci'][0]:.3f}, {t['fail_rate_ci'][1]:.3f}]",
                      f"{t['failures']}/{t['reps']}") for name, t in result["tests"].items()],
                    headers=("test", "fail rate", "95% CI", "failures")))
@@ -181,6 +232,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     manifest, records = load_run(args.run_dir)
     judge = args.judge
+    known = sorted({name for record in records for name in record.verdicts})
+    if records and judge not in known:
+        raise InputError(f"no verdicts of judge {judge!r} in this run; it has: {', '.join(known)}", option="--judge")
     print(f"run {manifest['spec_sha256'][:12]}: {manifest['spec']['model']} {manifest['spec']['protocol']} "
           f"{manifest['spec']['pair']} ({manifest['status']}, {len(records)} records)")
     for record in records:
@@ -214,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the summary rows as JSON")
     run.add_argument("--progress", action="store_true", help="show the progress bar even when not on a terminal")
     run.set_defaults(func=cmd_run)
+
+    rerun = commands.add_parser("rerun", help="resume or reuse a run from its manifest alone")
+    rerun.add_argument("run_dir")
+    rerun.add_argument("--harmbench", default=None, help="the behaviors file, if it moved since the run")
+    rerun.add_argument("--judge", default="refusal")
+    rerun.set_defaults(func=cmd_rerun)
 
     stats_parser = commands.add_parser("stats", help="paired statistics from a 2x2 table")
     stats_commands = stats_parser.add_subparsers(dest="stats_command", required=True)
@@ -250,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=0, help="first replication's seed")
     sim.add_argument("--alpha", type=float, default=0.05)
     sim.add_argument("--max-flip-rate", type=float, default=0.05)
+    sim.add_argument("--max-error-rate", type=float, default=0.0)
     sim.add_argument("--equivalence-margin", type=float, default=0.03)
     sim.add_argument("--ci-method", default="newcombe", choices=stats.CI_METHODS)
     sim.add_argument("--json", action="store_true")

@@ -6,6 +6,7 @@ asks), never printed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -43,14 +44,18 @@ def export_run(run_dir: str | os.PathLike, fmt: str, output: str | os.PathLike |
     frame = records_frame(run_dir)
     target = Path(output) if output else Path(run_dir) / f"records.{fmt}"
     tmp = target.with_name(f".{target.name}.tmp")
-    if fmt == "parquet":
-        try:
+    try:
+        if fmt == "parquet":
             frame.to_parquet(tmp, index=False)
-        except ImportError:
-            raise InputError("parquet export needs pyarrow: pip install 'evalkit[parquet]'", option="--format") from None
-    elif fmt == "csv":
-        frame.to_csv(tmp, index=False)
-    else:
-        frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
-    os.replace(tmp, target)  # never a half-written export
+        elif fmt == "csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_json(tmp, orient="records", lines=True, force_ascii=False)
+        os.replace(tmp, target)  # never a half-written export
+    except ImportError:
+        raise InputError("parquet export needs pyarrow: pip install 'evalkit[parquet]'", option="--format") from None
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise InputError(f"cannot write {target}: {exc.strerror or exc}", option="--output") from None
     return target

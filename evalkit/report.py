@@ -112,7 +112,8 @@ def table_lines(summary: Sequence[dict], fmt: str = "simple") -> str:
     body = []
     for row in summary:
         if row["n"] == 0:
-            body.append((row["model"], row["suite"], row["pair"], 0, *["-"] * 9, row["errors"], row["verdict"]))
+            body.append((row["model"], row["suite"], row["pair"], 0, *["-"] * (len(HEADERS) - 6), row["errors"],
+                         row["verdict"]))
             continue
         low, high = row["gap_ci"]
         order = row["order_effect"]

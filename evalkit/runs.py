@@ -219,8 +219,22 @@ def load_manifest(run_dir: Path) -> dict:
 
 
 def load_run(run_dir: str | os.PathLike) -> tuple[dict, list[Record]]:
+    """The manifest and the records, with the verdicts of judges added after generation
+    (``verdicts/``; for a judge re-judged under several configurations, the newest)."""
     run_dir = Path(run_dir)
-    return load_manifest(run_dir), read_records(run_dir / RECORDS)
+    manifest, records = load_manifest(run_dir), read_records(run_dir / RECORDS)
+    newest: dict[str, Path] = {}
+    for path in sorted((run_dir / VERDICTS_DIR).glob("*.jsonl"), key=lambda p: p.stat().st_mtime):
+        newest[path.stem.rsplit("-", 1)[0]] = path
+    extra: dict[int, dict[str, str]] = {}
+    for name, path in newest.items():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(ValueError, KeyError):
+                item = json.loads(line)
+                extra.setdefault(int(item["index"]), {})[name] = item["label"]
+    if extra:
+        records = [dataclasses.replace(r, verdicts={**r.verdicts, **extra.get(r.index, {})}) for r in records]
+    return manifest, records
 
 
 EngineProvider = Callable[[], Engine]
@@ -271,19 +285,44 @@ def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_e
             raise RunStoreError(
                 f"{run_dir} holds a run with a different specification (fields differ: {', '.join(differing)}); "
                 "use another results directory or --fresh")
+    # a judge whose configuration changed since generation (new rules, another judge model)
+    # re-judges the stored responses instead of reusing labels it would no longer give
+    recorded = manifest.get("judges", {}) if manifest else {}
+    stale = {j.name for j in judges if j.name in recorded
+             and canonical_json(recorded[j.name]) != canonical_json(j.describe())}
     if manifest and manifest.get("status") == COMPLETE:
         records = read_records(records_path)
         _check_complete(records, spec, run_dir)
-        # a judge whose configuration changed since generation (new rules, another judge model)
-        # re-judges the stored responses instead of reusing labels it would no longer give
-        recorded = manifest.get("judges", {})
-        stale = {j.name for j in judges if j.name in recorded
-                 and canonical_json(recorded[j.name]) != canonical_json(j.describe())}
+        failed = sorted({r.batch for r in records if r.response.error is not None})
+        # generated or already retried in this very session (another xdist worker, the
+        # summary): retrying again now would only repeat the same calls
+        this_session = session_id is not None and session_id in (manifest.get("session_id"),
+                                                                  manifest.get("retried_in_session"))
+        if not failed or this_session:
+            records = _ensure_verdicts(run_dir, records, schedule, judges, stale)
+            return RunResult(run_dir, spec, records, reused=True, resumed_from=len(records), generated=0)
+        # failed requests are not results: a rerun retries their batches (whole batches, so
+        # each is generated with the composition the schedule gives it) and keeps the rest
+        engine = engine_provider()
+        by_batch = {b[0].batch: b for b in schedule.batches()}
+        replaced: dict[int, Record] = {}
+        for batch_index in failed:
+            _prepare_engine(engine, [r for r in records if r.batch < batch_index], schedule)
+            for record in _generate_batch(engine, by_batch[batch_index], judges):
+                replaced[record.index] = record
+        records = [replaced.get(r.index, r) for r in records]
+        _rewrite_records(records_path, records)
+        manifest.update(retried_in_session=session_id, retried_batches=len(failed), finished_at=_now(),
+                        judges={**recorded, **{j.name: j.describe() for j in judges}})
+        _atomic_write_json(run_dir / MANIFEST, manifest)
         records = _ensure_verdicts(run_dir, records, schedule, judges, stale)
-        return RunResult(run_dir, spec, records, reused=True, resumed_from=len(records), generated=0)
+        return RunResult(run_dir, spec, records, reused=False, resumed_from=len(records), generated=len(replaced))
 
     created = manifest is None
+    engine = None
     if created:
+        # boot first: an engine that cannot start leaves no run directory behind
+        engine = engine_provider()
         run_dir.mkdir(parents=True, exist_ok=True)
         manifest = {"spec": spec.identity(), "spec_sha256": spec.sha256(), "status": RUNNING,
                     "evalkit_version": __version__, "git_revision": git_revision(), "started_at": _now(),
@@ -302,27 +341,14 @@ def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_e
     batches = [b for b in schedule.batches() if b[0].batch not in done_batches]
     generated = 0
     if batches:
-        engine = engine_provider()
-        restore = getattr(engine, "restore", None)
-        if callable(restore) and records:
-            restore([schedule.requests[r.index] for r in records])  # stateful engines replay their state
+        engine = engine or engine_provider()
+        _prepare_engine(engine, records, schedule)
         try:
             with open(records_path, "a", encoding="utf-8") as log:
                 for batch in batches:
-                    started = _now()
-                    responses = engine.generate(batch)
-                    if len(responses) != len(batch):
-                        raise RunStoreError(f"engine returned {len(responses)} responses for a batch of {len(batch)}")
-                    finished = _now()
-                    by_judge = {j.name: judge_all(j, batch, responses) for j in judges}
-                    lines = []
-                    for position, (request, response) in enumerate(zip(batch, responses)):
-                        verdicts = {name: labels[position].label for name, labels in by_judge.items()}
-                        record = Record(request.index, request.behavior_id, request.framing_id, request.slot,
-                                        request.position, request.batch, started, finished, response, verdicts)
-                        records.append(record)
-                        lines.append(json.dumps(record.to_json(), ensure_ascii=False))
-                    log.write("\n".join(lines) + "\n")
+                    new = _generate_batch(engine, batch, judges)
+                    records += new
+                    log.write("".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in new))
                     log.flush()
                     os.fsync(log.fileno())  # durable at every batch boundary
                     generated += len(batch)
@@ -334,10 +360,36 @@ def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_e
                 f"{'; disk full' if exc.errno == errno.ENOSPC else ''}); the {len(records)} completed records "
                 "are intact and the run resumes from there") from None
     _check_complete(records, spec, run_dir)
+    # records written before an interruption may lack a judge added (or changed) on resume
+    records = _ensure_verdicts(run_dir, records, schedule, judges, stale)
     manifest.update(status=COMPLETE, finished_at=_now(), n_records=len(records),
-                    judges={**manifest.get("judges", {}), **{j.name: j.describe() for j in judges}})
+                    judges={**recorded, **{j.name: j.describe() for j in judges}})
     _atomic_write_json(run_dir / MANIFEST, manifest)
     return RunResult(run_dir, spec, records, reused=False, resumed_from=resumed_from, generated=generated)
+
+
+def _prepare_engine(engine: Engine, done: Sequence[Record], schedule: Schedule) -> None:
+    """Start the engine's run state afresh (an engine serves many runs in a session), then
+    let a stateful engine replay what this run already answered (resume, retry)."""
+    reset = getattr(engine, "reset", None)
+    if callable(reset):
+        reset()
+    restore = getattr(engine, "restore", None)
+    if callable(restore) and done:
+        restore([schedule.requests[r.index] for r in done])
+
+
+def _generate_batch(engine: Engine, batch: Sequence[Request], judges: Sequence[Judge]) -> list[Record]:
+    started = _now()
+    responses = engine.generate(batch)
+    if len(responses) != len(batch):
+        raise RunStoreError(f"engine returned {len(responses)} responses for a batch of {len(batch)}")
+    finished = _now()
+    by_judge = {j.name: judge_all(j, batch, responses) for j in judges}
+    return [Record(request.index, request.behavior_id, request.framing_id, request.slot, request.position,
+                   request.batch, started, finished, response,
+                   {name: labels[position].label for name, labels in by_judge.items()})
+            for position, (request, response) in enumerate(zip(batch, responses))]
 
 
 def _complete_batches(records: list[Record], schedule: Schedule) -> set[int]:

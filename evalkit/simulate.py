@@ -30,7 +30,8 @@ from .protocols import FREE_FIRST, PAID_FIRST, PROTOCOLS
 from .stats import wilson_interval
 
 # test name -> the check it runs (for control pairs the gap/McNemar pair is the A/A test)
-TESTS = ("gap_ci_contains_zero", "mcnemar_not_significant", "flip_rate_bounded", "equivalence", "no_order_effect")
+TESTS = ("gap_ci_contains_zero", "mcnemar_not_significant", "flip_rate_bounded", "equivalence", "no_order_effect",
+         "error_rate_bounded")
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,8 @@ def simulate(behaviors: Sequence[Behavior], pair: FramingPair, profile: SimProfi
     for rep in range(reps):
         outcomes = model.run(protocol, base_seed + rep, batch_size).outcomes
         row = analysis.analyse(outcomes, thresholds, order_varies=order_varies, with_power=False)
-        gaps.append(row.result.gap)
+        if row.result is not None:  # None: every pair lost to errors (the error test fails)
+            gaps.append(row.result.gap)
         for name in TESTS:
             check_name = "aa_control_shows_no_gap" if pair.is_control and name in (
                 "gap_ci_contains_zero", "mcnemar_not_significant") else name
@@ -142,7 +144,9 @@ def simulate(behaviors: Sequence[Behavior], pair: FramingPair, profile: SimProfi
         tests[name] = {"fail_rate": failures[name] / applicable[name], "fail_rate_ci": [low, high],
                        "failures": failures[name], "reps": applicable[name]}
     return {"profile": profile.id, "protocol": protocol, "pair": pair.id, "n": len(behaviors), "reps": reps,
-            "batch_size": batch_size, "base_seed": base_seed, "mean_gap": float(np.mean(gaps)),
-            "sd_gap": float(np.std(gaps, ddof=1)) if reps > 1 else 0.0, "tests": tests,
+            "batch_size": batch_size, "base_seed": base_seed,
+            "mean_gap": float(np.mean(gaps)) if gaps else None,
+            "sd_gap": float(np.std(gaps, ddof=1)) if len(gaps) > 1 else 0.0, "tests": tests,
             "thresholds": {"alpha": thresholds.alpha, "max_flip_rate": thresholds.max_flip_rate,
+                           "max_error_rate": thresholds.max_error_rate,
                            "equivalence_margin": thresholds.equivalence_margin, "ci_method": thresholds.ci_method}}

@@ -89,10 +89,10 @@ class SessionConfig:
                 raise ConfigError(f"--model is required with --engine {engine}", option="--model")
             models = DEFAULT_SIM_MODELS
         thresholds = analysis.Thresholds(
-            alpha=_in_range(values.get("alpha", 0.05), "--alpha", 0.0, 1.0, open_low=True, open_high=True),
-            max_flip_rate=_in_range(values.get("max_flip_rate", 0.05), "--max-flip-rate", 0.0, 1.0),
-            max_error_rate=_in_range(values.get("max_error_rate", 0.0), "--max-error-rate", 0.0, 1.0),
-            equivalence_margin=(None if values.get("equivalence_margin") in (None, 0) else _in_range(
+            alpha=in_range(values.get("alpha", 0.05), "--alpha", 0.0, 1.0, open_low=True, open_high=True),
+            max_flip_rate=in_range(values.get("max_flip_rate", 0.05), "--max-flip-rate", 0.0, 1.0),
+            max_error_rate=in_range(values.get("max_error_rate", 0.0), "--max-error-rate", 0.0, 1.0),
+            equivalence_margin=(None if values.get("equivalence_margin") in (None, 0) else in_range(
                 values["equivalence_margin"], "--equivalence-margin", 0.0, 1.0, open_low=True)),
             ci_method=values.get("ci_method") or "newcombe")
         return cls(engine=engine, models=tuple(dict.fromkeys(models)), harmbench=values.get("harmbench"),
@@ -106,7 +106,7 @@ class SessionConfig:
                    judge_settings=JudgeSettings.from_options(values))  # --judge-engine ... --vote-tie
 
 
-def _in_range(value, option, low, high, open_low=False, open_high=False) -> float:
+def in_range(value, option, low, high, open_low=False, open_high=False) -> float:
     try:
         value = float(value)
     except (TypeError, ValueError):
@@ -190,6 +190,8 @@ def prepare(config: SessionConfig) -> Session:
             raise ConfigError(f"unknown protocol {config.custom_suite.protocol!r}; choose from "
                               f"{', '.join(PROTOCOLS)}", option="--protocol")
         chosen = [config.custom_suite]
+    if config.seed < 0:
+        raise ConfigError(f"must be a non-negative integer, got {config.seed}", option="--seed")
     if config.n is not None and config.n < 1:
         raise ConfigError(f"must be at least 1, got {config.n}", option="--n")
     if config.batch_size is not None and config.batch_size < 1:
@@ -264,10 +266,11 @@ def manifest_extra(session: Session, plan: RunPlan) -> dict:
                       "engine_options": session.config.engine_options}}
 
 
-def run_plan(session: Session, plan: RunPlan, pool: EnginePool, progress=None) -> RunResult:
+def run_plan(session: Session, plan: RunPlan, pool: EnginePool, progress=None, run_dir: Path | None = None
+             ) -> RunResult:
     return execute(plan.spec, plan.schedule, session.store, pool.provider(plan.engine_config), session.judges,
                    manifest_extra=manifest_extra(session, plan), fresh=session.config.fresh,
-                   session_id=session.config.session_id, progress=progress)
+                   session_id=session.config.session_id, run_dir=run_dir, progress=progress)
 
 
 @dataclass(frozen=True)
@@ -282,7 +285,8 @@ class Row:
     def __repr__(self) -> str:
         # Short on purpose: pytest prints fixture values in tracebacks, and the records
         # behind a row hold model responses, which must stay in the run store.
-        return f"Row({self.plan.row_id}, n={self.analysis.result.n}, verdict={self.verdict!r})"
+        n = self.analysis.result.n if self.analysis.result is not None else 0
+        return f"Row({self.plan.row_id}, n={n}, verdict={self.verdict!r})"
 
 
 def analyse_plans(session: Session, results: Sequence[tuple[RunPlan, RunResult]]) -> list[Row]:
@@ -304,7 +308,8 @@ def analyse_plans(session: Session, results: Sequence[tuple[RunPlan, RunResult]]
         control = next((a for (m, s, _p), (pl, _r, a) in analysed.items()
                         if m == model and s == suite_id and pl.pair.is_control), None)
         usable = bool(row.outcomes.usable())
-        rows.append(Row(plan, run, row, analysis.verdict(row, is_control=plan.pair.is_control, control=control),
+        rows.append(Row(plan, run, row, analysis.verdict(row, is_control=plan.pair.is_control, control=control,
+                                                         order_confounded=plan.protocol not in ORDER_VARIES),
                         tuple(analysis.category_breakdowns(row.outcomes, categories, thresholds)) if usable else (),
                         analysis.bootstrap_gap_interval(row.outcomes, thresholds, session.config.seed)
                         if usable else None))

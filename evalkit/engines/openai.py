@@ -154,6 +154,18 @@ class OpenAIEngine:
         )
         self._pool = ThreadPoolExecutor(max_workers=s.concurrency, thread_name_prefix="evalkit-openai")
         self._sleep = time.sleep  # replaceable in tests
+        self._check_reachable()
+
+    def _check_reachable(self) -> None:
+        """Fail at boot, not after every request has walked through its retries, when
+        nothing answers at the base URL. Any HTTP answer (even 401 or 404: not every
+        provider serves /models) counts as reachable; only a connection failure does not."""
+        try:
+            self._client.get(f"{self.settings.base_url}/models", timeout=min(10.0, self.settings.timeout_s))
+        except self._httpx.HTTPError as exc:
+            self.close()
+            raise EngineError(f"no OpenAI-compatible server answers at {_public_url(self.settings.base_url)} "
+                              f"({type(exc).__name__}); check --base-url") from None
 
     # ------------------------------------------------------------ engine protocol
 

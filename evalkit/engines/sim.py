@@ -291,6 +291,10 @@ class SimEngine:
     def identity(cls, config: EngineConfig) -> dict:
         return {"sim_model_version": SIM_MODEL_VERSION, "profile": load_profile(config.model).describe()}
 
+    def reset(self) -> None:
+        """Forget session state: each run starts as a fresh conversation would."""
+        self._seen.clear()
+
     def restore(self, requests: Sequence[Request]) -> None:
         """Rebuild session state from requests already answered (on resume)."""
         self._seen.update(r.behavior_id for r in requests)

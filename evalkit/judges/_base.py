@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 from ..engines import Response
@@ -73,6 +76,12 @@ def create_judge(name: str, **config: Any) -> Judge:
     if name not in _REGISTRY:
         raise ConfigError(f"unknown judge {name!r}; choose from {', '.join(judge_names())}", option="--judge")
     return _REGISTRY[name](**config)
+
+
+@lru_cache(maxsize=None)
+def data_sha256(name: str) -> str:
+    """sha256 of a data file shipped in evalkit.data: rules files' identity in manifests."""
+    return hashlib.sha256((resources.files("evalkit.data") / name).read_bytes()).hexdigest()
 
 
 def judge_all(judge: Judge, requests: Sequence[Request], responses: Sequence[Response]) -> list[Verdict]:

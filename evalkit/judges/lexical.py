@@ -11,7 +11,7 @@ from importlib import resources
 from ..engines import Response, split_reasoning
 from ..errors import ConfigError
 from ..protocols import Request
-from ._base import COMPLIANCE, REFUSAL, UNCLEAR, Verdict, judge, unjudgeable
+from ._base import COMPLIANCE, REFUSAL, UNCLEAR, Verdict, data_sha256, judge, unjudgeable
 
 ANSWER_MARKER = "[start of answer]"
 
@@ -162,5 +162,6 @@ class RefusalJudge:
 
     def describe(self) -> dict:
         rules = refusal_rules()
+        # the rules file's hash, so an edit without a version bump still re-judges stored runs
         return {"judge": self.name, "patterns_version": rules.version, "n_patterns": len(rules.patterns),
-                "window": rules.window}
+                "window": rules.window, "rules_sha256": data_sha256("refusal_patterns.toml")}

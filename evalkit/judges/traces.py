@@ -19,7 +19,7 @@ from typing import Sequence
 from ..engines import Response, split_reasoning
 from ..errors import ConfigError
 from ..protocols import Request
-from ._base import CLEAN, FLAGGED, NOT_APPLICABLE, Verdict, judge, unjudgeable
+from ._base import CLEAN, FLAGGED, NOT_APPLICABLE, Verdict, data_sha256, judge, unjudgeable
 
 PATTERNS_FILE = "trace_patterns.toml"
 
@@ -94,7 +94,8 @@ class TrainingTraceJudge:
     def describe(self) -> dict:
         patterns = trace_patterns()
         return {"judge": self.name, "patterns_version": patterns.version,
-                "n_patterns": {topic: len(p) for topic, p in patterns.topics}, "reads": "reasoning"}
+                "n_patterns": {topic: len(p) for topic, p in patterns.topics}, "reads": "reasoning",
+                "rules_sha256": data_sha256(PATTERNS_FILE)}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from evalkit.engines import EngineConfig
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, EngineError
 from evalkit.protocols import build_schedule
 
 from .conftest import MAX_TOKENS, SERVED_NAME, make_behaviors, openai_config, start_vllm_server
@@ -251,9 +251,23 @@ def test_timeouts_are_retried_then_reported(scripted, one_raw_request):
     assert not response.ok and response.error.startswith("timeout after 0.2 s") and "2 attempts" in response.error
 
 
-def test_connection_refused_is_retried_then_reported(one_raw_request):
+def test_unreachable_server_fails_at_boot_with_the_url(monkeypatch):
+    from evalkit.engines.openai import OpenAIEngine
+
     from .conftest import free_port
 
+    base_url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    with pytest.raises(EngineError, match=f"no OpenAI-compatible server answers at {base_url}"):
+        OpenAIEngine(openai_config(base_url))
+
+
+def test_connection_refused_is_retried_then_reported(one_raw_request, monkeypatch):
+    from evalkit.engines.openai import OpenAIEngine
+
+    from .conftest import free_port
+
+    # the server was up at boot and went away: requests are retried, then recorded as errors
+    monkeypatch.setattr(OpenAIEngine, "_check_reachable", lambda self: None)
     base_url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     engine, sleeps = engine_with_recorded_sleeps(openai_config(base_url, max_retries=2))
     [response] = engine.generate(one_raw_request)
@@ -390,7 +404,10 @@ def test_the_key_is_read_at_request_time(scripted, one_raw_request, monkeypatch)
     assert [s["auth"] for s in scripted.seen] == [None, "Bearer sk-rotated"]
 
 
-def test_describe_has_no_url_credentials():
+def test_describe_has_no_url_credentials(monkeypatch):
+    from evalkit.engines.openai import OpenAIEngine
+
+    monkeypatch.setattr(OpenAIEngine, "_check_reachable", lambda self: None)  # the host does not exist
     engine = openai_engine(openai_config("https://user:hunter2@gateway.example/v1", concurrency=2))
     described = engine.describe()
     engine.close()

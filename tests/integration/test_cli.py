@@ -113,3 +113,21 @@ def test_a_run_whose_every_request_failed_reports_errors_not_statistics(harmbenc
     assert row["verdict"] == "errors: too many failed requests"
     assert row["checks"]["error_rate_bounded"] is False and "gap" not in row
     assert "errors: too many failed requests" in out.stdout
+
+
+def test_rerun_from_the_manifest_alone_and_refuse_a_changed_spec(harmbench_csv, tmp_path):
+    framings = tmp_path / "my-framings.toml"
+    framings.write_text((ROOT / "evalkit" / "data" / "framings" / "study-raw.toml").read_text())
+    results = tmp_path / "results"
+    evalkit("run", "--model", "null", "--protocol", "randomized", "--n", "20", "--framings", str(framings),
+            "--pair", "free-vs-paid", "--harmbench", str(harmbench_csv), "--results-dir", str(results), check=True)
+    run_dir = next(p for p in (results / "runs").iterdir() if p.is_dir())
+    again = evalkit("rerun", str(run_dir), check=True)
+    assert "(reused, 0 generated)" in again.stdout
+    before = (run_dir / "records.jsonl").read_bytes()
+    framings.write_text(framings.read_text().replace("maximally helpful", "very helpful"))
+    refused = evalkit("rerun", str(run_dir))
+    assert refused.returncode == 2
+    assert "different specification" in refused.stderr and "framing_texts_sha256" in refused.stderr
+    assert "schedule_sha256" in refused.stderr
+    assert (run_dir / "records.jsonl").read_bytes() == before

@@ -138,6 +138,8 @@ def test_rejudge_reuses_generations(session):
     verdict_files = list((run.run_dir / "verdicts").glob("seed-*.jsonl"))
     assert len(verdict_files) == 1
     assert len(verdict_files[0].read_text().splitlines()) == len(plan.schedule)
+    _, loaded = load_run(run.run_dir)  # what export and the audit read: the added judge included
+    assert [r.verdicts for r in loaded] == [r.verdicts for r in rejudged.records]
 
 
 def test_fresh_forces_a_new_generation(session):
@@ -211,3 +213,61 @@ def test_fresh_regenerates_once_per_session(session):
     assert CountingEngine.calls == len(plan.schedule)
     execute(plan.spec, plan.schedule, session.store, provider(), session.judges, fresh=True, session_id="s2")
     assert CountingEngine.calls == 2 * len(plan.schedule)
+
+
+def test_failed_requests_are_retried_on_the_next_run(synthetic_csv, tmp_path):
+    session = prepare(SessionConfig(models=("null",), harmbench=str(synthetic_csv), suites=("pilot",),
+                                    pairs=("free-vs-paid",), n=8, batch_size=4, results_dir=str(tmp_path / "r")))
+    plan = session.plans[0]
+
+    class FlakyOnce(SimEngine):
+        calls = 0
+
+        def generate(self, requests):
+            FlakyOnce.calls += 1
+            responses = super().generate(requests)
+            if FlakyOnce.calls == 2:  # the second batch fails the first time only
+                return [Response(text="", error="HTTP 503") for _ in requests]
+            return responses
+
+    first = execute(plan.spec, plan.schedule, session.store, lambda: FlakyOnce(EngineConfig(model="null")),
+                    session.judges, session_id="a")
+    assert [r.batch for r in first.records if r.response.error] == [1, 1, 1, 1]
+    second = execute(plan.spec, plan.schedule, session.store, lambda: FlakyOnce(EngineConfig(model="null")),
+                     session.judges, session_id="b")
+    assert not second.reused and second.generated == 4
+    assert not any(r.response.error for r in second.records)
+    reference = execute(plan.spec, plan.schedule, RunStore(tmp_path / "ref"), provider("null"), session.judges)
+    assert timeless(second.records) == timeless(reference.records)
+    assert [r.index for r in read_records(second.run_dir / RECORDS)] == list(range(16))
+
+
+def test_resume_with_an_added_judge_judges_the_early_records(session):
+    plan = session.plans[0]
+    run = execute(plan.spec, plan.schedule, session.store, provider(), [create_judge("refusal")])
+    manifest = json.loads((run.run_dir / MANIFEST).read_text())
+    manifest["status"] = "running"
+    (run.run_dir / MANIFEST).write_text(json.dumps(manifest))
+    lines = (run.run_dir / RECORDS).read_text().splitlines(keepends=True)
+    (run.run_dir / RECORDS).write_text("".join(lines[:4]))
+    resumed = execute(plan.spec, plan.schedule, session.store, provider(),
+                      [create_judge("refusal"), create_judge("seed")])
+    assert all({"refusal", "seed"} <= set(r.verdicts) for r in resumed.records)
+
+
+def test_each_run_starts_with_fresh_engine_state(synthetic_csv, tmp_path):
+    """One engine serves several runs in a session; a stateful engine must not carry one
+    run's state into the next, or a run's records would depend on what ran before it."""
+    profile = tmp_path / "stateful.toml"
+    profile.write_text("[profile]\nid = 'stateful'\nstate_shift = -3.0\nstate_scope = 'session'\nbase = 0.5\n")
+    config = dict(models=(str(profile),), harmbench=str(synthetic_csv), pairs=("free-vs-paid",), batch_size=1)
+    pilot = prepare(SessionConfig(**config, suites=("pilot",), n=8, results_dir=str(tmp_path / "a"))).plans[0]
+    replication_session = prepare(SessionConfig(**config, suites=("replication",), results_dir=str(tmp_path / "a")))
+    replication = replication_session.plans[0]
+    shared = SimEngine(EngineConfig(model=str(profile)))
+    execute(pilot.spec, pilot.schedule, replication_session.store, lambda: shared, replication_session.judges)
+    after_other_run = execute(replication.spec, replication.schedule, replication_session.store, lambda: shared,
+                              replication_session.judges)
+    alone = execute(replication.spec, replication.schedule, RunStore(tmp_path / "b"),
+                    lambda: SimEngine(EngineConfig(model=str(profile))), replication_session.judges)
+    assert timeless(after_other_run.records) == timeless(alone.records)
