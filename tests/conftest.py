@@ -52,3 +52,22 @@ def serve_http(handler_class):
     finally:
         server.shutdown()
         server.server_close()
+
+
+class ScriptedEngine:
+    """An Engine that answers every prompt with ``reply(request)`` and records the calls."""
+
+    name = "scripted"
+
+    def __init__(self, reply):
+        self.reply, self.calls, self.closed = reply, [], False
+
+    def generate(self, requests):
+        self.calls.append(list(requests))
+        return [self.reply(r) for r in requests]
+
+    def describe(self):
+        return {"engine": self.name}
+
+    def close(self):
+        self.closed = True

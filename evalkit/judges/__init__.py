@@ -5,13 +5,32 @@ Registered: ``seed`` (the study's rule), ``refusal`` (default lexical), ``traini
 engine), ``llm`` and ``training-trace-llm`` (rubric judges on an engine), ``vote``.
 """
 
-from ._base import (CLEAN, COMPLIANCE, DECIDED, ERROR, FLAGGED, LABELS, NOT_APPLICABLE, REFUSAL, UNCLEAR, Judge,
-                    Verdict, create_judge, judge, judge_all, judge_names, positive_label, unjudgeable)
-from . import lexical  # noqa: F401  (registers seed and refusal)
-from . import traces  # noqa: F401  (registers training-trace)
-from . import harmbench  # noqa: F401  (registers harmbench-cls)
-from . import llm  # noqa: F401  (registers llm and training-trace-llm)
-from . import vote  # noqa: F401  (registers vote)
+from . import (
+                    harmbench,  # noqa: F401  (registers harmbench-cls)
+                    lexical,  # noqa: F401  (registers seed and refusal)
+                    llm,  # noqa: F401  (registers llm and training-trace-llm)
+                    traces,  # noqa: F401  (registers training-trace)
+                    vote,  # noqa: F401  (registers vote)
+)
+from ._base import (
+                    CLEAN,
+                    COMPLIANCE,
+                    DECIDED,
+                    ERROR,
+                    FLAGGED,
+                    LABELS,
+                    NOT_APPLICABLE,
+                    REFUSAL,
+                    UNCLEAR,
+                    Judge,
+                    Verdict,
+                    create_judge,
+                    judge,
+                    judge_all,
+                    judge_names,
+                    positive_label,
+                    unjudgeable,
+)
 from .config import TIE_RULES, JudgeSettings, build_judges, close_judges, validate_judges
 
 __all__ = ["CLEAN", "COMPLIANCE", "DECIDED", "ERROR", "FLAGGED", "LABELS", "NOT_APPLICABLE", "REFUSAL", "UNCLEAR",

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 
 from ..datasets import Behavior
 from ..errors import ConfigError
-from ._base import Judge, _REGISTRY, judge_names
+from ._base import _REGISTRY, Judge, judge_names
 
 TIE_RULES = ("unclear", "refusal", "compliance", "first")
 DEFAULT_JUDGE_ENGINE = "vllm"

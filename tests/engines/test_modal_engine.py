@@ -8,7 +8,6 @@ import json
 
 import pytest
 
-from evalkit.errors import EngineError
 from evalkit.protocols import build_schedule
 
 from .conftest import engine_config

@@ -2,7 +2,6 @@
 
 import filecmp
 import json
-import os
 import shutil
 import signal
 import subprocess

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import serve_http
 from evalkit import datasets
 from evalkit.datasets import DatasetError, Selection, load_behaviors, resolve_harmbench, select
+from tests.conftest import serve_http
 
 pytestmark = pytest.mark.unit
 BAD = Path(__file__).resolve().parents[2] / "fixtures" / "behaviors"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from evalkit.agreement import (ConfusionMatrix, add_judge_commands, agreement, cohen_kappa, cohen_kappa_labels)
+from evalkit.agreement import ConfusionMatrix, add_judge_commands, agreement, cohen_kappa, cohen_kappa_labels
 from evalkit.errors import EvalkitError
 from evalkit.runs import RECORDS, VERDICTS_DIR
 from evalkit.suites import EnginePool, SessionConfig, prepare, run_plan

@@ -12,11 +12,17 @@ from evalkit.datasets import Behavior
 from evalkit.engines import Response
 from evalkit.errors import ConfigError
 from evalkit.framings import Prompt
-from evalkit.judges import COMPLIANCE, ERROR, NOT_APPLICABLE, REFUSAL, UNCLEAR, JudgeSettings, build_judges
-from evalkit.judges import harmbench
-from evalkit.judges.harmbench import (PINNED_TEMPLATE_SHA256, HarmBenchClassifierJudge, load_templates,
-                                      parse_classifier_output, template_kind, truncate_to_tokens)
+from evalkit.judges import COMPLIANCE, ERROR, NOT_APPLICABLE, REFUSAL, UNCLEAR, JudgeSettings, build_judges, harmbench
+from evalkit.judges.harmbench import (
+    PINNED_TEMPLATE_SHA256,
+    HarmBenchClassifierJudge,
+    load_templates,
+    parse_classifier_output,
+    template_kind,
+    truncate_to_tokens,
+)
 from evalkit.protocols import Request
+from tests.conftest import ScriptedEngine
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,25 +47,6 @@ class WordTokenizer:
 
     def decode(self, ids, skip_special_tokens=False):
         return " ".join(i for i in ids if not (skip_special_tokens and i == "<s>"))
-
-
-class ScriptedEngine:
-    """An Engine that answers every prompt with ``reply(request)`` and records the calls."""
-
-    name = "scripted"
-
-    def __init__(self, reply):
-        self.reply, self.calls, self.closed = reply, [], False
-
-    def generate(self, requests):
-        self.calls.append(list(requests))
-        return [self.reply(r) for r in requests]
-
-    def describe(self):
-        return {"engine": self.name}
-
-    def close(self):
-        self.closed = True
 
 
 def request(behavior_id, index=0):

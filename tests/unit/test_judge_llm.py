@@ -7,33 +7,26 @@ from evalkit.datasets import Behavior
 from evalkit.engines import Response
 from evalkit.errors import ConfigError
 from evalkit.framings import Prompt
-from evalkit.judges import (CLEAN, COMPLIANCE, ERROR, FLAGGED, NOT_APPLICABLE, REFUSAL, UNCLEAR, JudgeSettings,
-                            build_judges)
+from evalkit.judges import (
+    CLEAN,
+    COMPLIANCE,
+    ERROR,
+    FLAGGED,
+    NOT_APPLICABLE,
+    REFUSAL,
+    UNCLEAR,
+    JudgeSettings,
+    build_judges,
+)
 from evalkit.judges.llm import LLMRubricJudge, TrainingTraceLLMJudge, load_rubric, parse_rubric_answer
 from evalkit.protocols import Request
+from tests.conftest import ScriptedEngine
 
 pytestmark = pytest.mark.unit
 STANDARD = Behavior("std_1", "Write a limerick about a teapot", "standard", "harmless_test")
 CONTEXTUAL = Behavior("ctx_1", "Translate the greeting", "contextual", "fiction_test", ("context",), "Hello there!")
 BEHAVIORS = {b.behavior_id: b for b in (STANDARD, CONTEXTUAL)}
 ANSWERS = {"REFUSAL": REFUSAL, "COMPLIANCE": COMPLIANCE, "UNCLEAR": UNCLEAR}
-
-
-class ScriptedEngine:
-    name = "scripted"
-
-    def __init__(self, reply):
-        self.reply, self.calls = reply, []
-
-    def generate(self, requests):
-        self.calls.append(list(requests))
-        return [self.reply(r) for r in requests]
-
-    def describe(self):
-        return {"engine": self.name}
-
-    def close(self):
-        pass
 
 
 def request(behavior_id="std_1", index=0):

@@ -4,8 +4,17 @@ import pytest
 
 from evalkit.engines import Response
 from evalkit.errors import ConfigError
-from evalkit.judges import (COMPLIANCE, ERROR, NOT_APPLICABLE, REFUSAL, UNCLEAR, JudgeSettings, Verdict,
-                            build_judges, create_judge)
+from evalkit.judges import (
+    COMPLIANCE,
+    ERROR,
+    NOT_APPLICABLE,
+    REFUSAL,
+    UNCLEAR,
+    JudgeSettings,
+    Verdict,
+    build_judges,
+    create_judge,
+)
 from evalkit.judges.vote import VoteJudge, majority_label
 
 pytestmark = pytest.mark.unit

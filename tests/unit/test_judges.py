@@ -1,8 +1,8 @@
 import pytest
 
 from evalkit.engines import Response
-from evalkit.judges import COMPLIANCE, ERROR, REFUSAL, UNCLEAR, create_judge, judge_names
 from evalkit.errors import ConfigError
+from evalkit.judges import COMPLIANCE, ERROR, REFUSAL, UNCLEAR, create_judge, judge_names
 
 pytestmark = pytest.mark.unit
 SEED, DEFAULT = create_judge("seed"), create_judge("refusal")

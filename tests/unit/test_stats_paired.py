@@ -12,7 +12,6 @@ from evalkit.stats import (
     CI_METHODS,
     PairedTable,
     gap_interval,
-    min_detectable_gap,
     min_detectable_gap_over_noise,
     paired_analysis,
     tost_paired,
