@@ -64,6 +64,12 @@ class Progress:
 # ---------------------------------------------------------------- commands
 
 
+def _run_line(result) -> str:
+    """What happened to a run: new, resumed or reused, and how many requests were generated."""
+    state = "reused" if result.reused else (f"resumed at {result.resumed_from}" if result.resumed_from else "new")
+    return f"run {result.run_dir} ({state}, {result.generated} generated)"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .judges import close_judges
     from .suites import EnginePool, SessionConfig, analyse_plans, prepare, run_plan
@@ -80,8 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress = Progress(f"{plan.model} {plan.protocol} {plan.pair.id}",
                                 enabled=args.progress or sys.stderr.isatty())
             result = run_plan(session, plan, pool, progress=progress)
-            state = "reused" if result.reused else (f"resumed at {result.resumed_from}" if result.resumed_from else "new")
-            print(f"run {result.run_dir} ({state}, {result.generated} generated)", file=sys.stderr)
+            print(_run_line(result), file=sys.stderr)
             completed.append((plan, result))
     finally:
         pool.close()
@@ -145,8 +150,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
                           progress=Progress(plan.row_id, enabled=sys.stderr.isatty()))
     finally:
         pool.close()
-    state = "reused" if result.reused else (f"resumed at {result.resumed_from}" if result.resumed_from else "new")
-    print(f"run {result.run_dir} ({state}, {result.generated} generated)")
+    print(_run_line(result))
     return 0
 
 
