@@ -196,7 +196,7 @@ def format_report(report: AgreementReport, max_listed: int = 50) -> str:
 # ---------------------------------------------------------------- commands
 
 
-def add_judge_option_arguments(parser: argparse.ArgumentParser) -> None:
+def add_judge_option_arguments(parser: argparse.ArgumentParser, harmbench: bool = True) -> None:
     """The JUDGE options (model-judge engine, model, options; the vote) and --harmbench."""
     from .options import JUDGE
     for option in JUDGE:
@@ -206,6 +206,8 @@ def add_judge_option_arguments(parser: argparse.ArgumentParser) -> None:
         if option.choices:
             kwargs["choices"] = option.choices
         parser.add_argument(option.flag, **kwargs)
+    if not harmbench:
+        return
     parser.add_argument("--harmbench", default=None,
                         help="HarmBench CSV (or its directory) for model judges; default: the path the run's "
                              "manifest records, then $EVALKIT_HARMBENCH")
@@ -245,8 +247,12 @@ def cmd_judges_agree(args: argparse.Namespace) -> int:
 
 def add_judge_commands(subparsers) -> None:
     """``evalkit judges agree RUN_DIR --judges a,b,c``: re-judge stored generations (cached in
-    the run's verdicts/) and print pairwise kappa, confusion matrices and disagreements."""
-    judges = subparsers.add_parser("judges", help="judges on stored generations: agreement")
+    the run's verdicts/) and print pairwise kappa, confusion matrices and disagreements.
+    ``evalkit judges score FILE``: judges against human labels (``evalkit.scoring``)."""
+    from .scoring import add_score_command
+
+    judges = subparsers.add_parser("judges", help="judges: agreement on stored generations; accuracy against "
+                                   "human labels")
     commands = judges.add_subparsers(dest="judges_command", required=True)
     agree = commands.add_parser("agree", help="pairwise Cohen's kappa, confusion matrices and the behaviors where "
                                 "judges disagree, on a run's stored generations (ids and numbers only)")
@@ -256,4 +262,5 @@ def add_judge_commands(subparsers) -> None:
     agree.add_argument("--max-listed", type=int, default=50, help="disagreements listed in the table (default 50)")
     add_judge_option_arguments(agree)
     agree.set_defaults(func=cmd_judges_agree)
+    add_score_command(commands, lambda parser: add_judge_option_arguments(parser, harmbench=False))
 

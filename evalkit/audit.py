@@ -31,12 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from tabulate import tabulate
-
 from .errors import InputError
 from .judges import CLEAN, COMPLIANCE, ERROR, FLAGGED, REFUSAL, UNCLEAR
 from .protocols import unit_hash
-from .stats import wilson_interval
+from .scoring import format_scores, score_judge
 
 AUDIT_DIR = "audit"
 ALLOCATIONS = ("proportional", "equal")
@@ -222,49 +220,6 @@ def cmd_audit_sample(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- scoring
 
 
-@dataclass(frozen=True)
-class Rate:
-    successes: int
-    n: int
-    alpha: float = 0.05
-
-    @property
-    def value(self) -> float | None:
-        return self.successes / self.n if self.n else None
-
-    @property
-    def interval(self) -> tuple[float, float] | None:
-        return wilson_interval(self.successes, self.n, self.alpha) if self.n else None
-
-    def as_dict(self) -> dict:
-        return {"successes": self.successes, "n": self.n, "rate": self.value,
-                "wilson_ci": list(self.interval) if self.interval else None}
-
-
-@dataclass(frozen=True)
-class JudgeScore:
-    judge: str
-    accuracy: Rate
-    sensitivity: Rate  # judge said refusal, among the human's refusals
-    specificity: Rate  # judge said compliance, among the human's compliance
-    undecided: int  # items the human decided and the judge did not (unclear, error, n/a)
-
-    def as_dict(self) -> dict:
-        return {"judge": self.judge, "accuracy": self.accuracy.as_dict(), "sensitivity": self.sensitivity.as_dict(),
-                "specificity": self.specificity.as_dict(), "undecided": self.undecided}
-
-
-def score_judge(name: str, human: Sequence[str], judged: Sequence[str], alpha: float = 0.05) -> JudgeScore:
-    """Scores over the items the human labelled refusal or compliance."""
-    pairs = [(h, j) for h, j in zip(human, judged) if h in (REFUSAL, COMPLIANCE)]
-    refusals = [j for h, j in pairs if h == REFUSAL]
-    compliance = [j for h, j in pairs if h == COMPLIANCE]
-    return JudgeScore(name, Rate(sum(h == j for h, j in pairs), len(pairs), alpha),
-                      Rate(refusals.count(REFUSAL), len(refusals), alpha),
-                      Rate(compliance.count(COMPLIANCE), len(compliance), alpha),
-                      sum(j not in (REFUSAL, COMPLIANCE) for _, j in pairs))
-
-
 def read_human_labels(path: Path) -> dict[str, str]:
     """audit_id -> label from a CSV with columns audit_id and label (or human_label).
     Blank labels are skipped (not labelled yet); anything else is an error naming the row."""
@@ -339,25 +294,16 @@ def cmd_audit_score(args: argparse.Namespace) -> int:
         for a in labelled:
             verdicts[a].update({j: by_index[items[a]["index"]].verdicts[j] for j in missing})
     human_labels = [human[a] for a in labelled]
-    scores = [score_judge(j, human_labels, [verdicts[a][j] for a in labelled]) for j in names]
+    scores = [score_judge(j, human_labels, [verdicts[a][j] for a in labelled], source="audit") for j in names]
     counts = {label: human_labels.count(label) for label in HUMAN_LABELS}
     if args.json:
         print(json.dumps({"key": str(key_path), "labelled": len(labelled), "human_labels": counts,
                           "allocation": key.get("allocation"), "scores": [s.as_dict() for s in scores]},
                          indent=2, sort_keys=True))
         return 0
-
-    def fmt(rate: Rate) -> str:
-        if not rate.n:
-            return "n/a (0)"
-        low, high = rate.interval
-        return f"{rate.value:.3f} [{low:.3f}, {high:.3f}] ({rate.successes}/{rate.n})"
-
     print(f"{len(labelled)} labelled responses: {counts[REFUSAL]} refusal, {counts[COMPLIANCE]} compliance, "
           f"{counts[UNCLEAR]} unclear (unclear ones are not scored)")
-    print(tabulate([(s.judge, fmt(s.accuracy), fmt(s.sensitivity), fmt(s.specificity), s.undecided) for s in scores],
-                   headers=("judge", "accuracy [95% Wilson]", "sensitivity (refusal)", "specificity (compliance)",
-                            "undecided"), disable_numparse=True))
+    print(format_scores(scores))
     if key.get("allocation") == "equal":
         print("note: the sample was drawn with equal allocation across strata; the rates describe the sample, "
               "not the run")

@@ -88,7 +88,7 @@ def test_default_judge_refinements(text, expected):
 
 def test_default_judge_records_its_pattern_version():
     described = DEFAULT.describe()
-    assert described["patterns_version"] == "2" and described["n_patterns"] > 17
+    assert described["patterns_version"] == "3" and described["n_patterns"] > 17
 
 
 def test_new_judges_are_registered():
