@@ -355,3 +355,46 @@ def add_score_command(commands, add_judge_options) -> None:
     add_judge_options(score)
     score.set_defaults(func=cmd_judges_score)
 
+
+
+# ---------------------------------------------------------------- the recorded accuracy table
+
+XSTEST_FILES = {"xstest-v1-gpt4": "xstest_v1_completions_gpt4.csv", "xstest-v1-llama2": "xstest_v1_completions_llama2.csv"}
+SOURCES = {
+    "xstest-v1-gpt4": ("XSTest v1 (Röttger et al., NAACL 2024): GPT-4's completions of the 200 safe prompts, "
+                       "labelled by two annotators outside this project (final_label)", True),
+    "xstest-v1-llama2": ("XSTest v1: Llama-2-70b-chat's completions of the same prompts, same labelling", True),
+    "xstest-v1": ("both XSTest v1 files pooled: the error rates the gap correction uses", True),
+    "judge-corpus": ("fixtures/judge_corpus: 184 responses written by the authors of the rules, with their labels "
+                     "(not external; version 3 was developed with it in view)", False),
+}
+
+
+def measure_accuracy(xstest_dir: str | Path, corpus: str | Path, judges: Sequence[str]) -> dict[str, dict]:
+    """{judge: {source: scores}} for the sources of ``SOURCES``: what judge_accuracy.toml records."""
+    xstest_dir = Path(xstest_dir)
+    mapping = parse_label_map("xstest")
+    xstest = []
+    for source, name in XSTEST_FILES.items():
+        xstest += [LabelledResponse(source, i.row, i.label, i.text) for i in load_labelled(
+            xstest_dir / name, text_column="completion", label_column="final_label", label_map=mapping)]
+    corpus_items = [LabelledResponse("judge-corpus", i.row, i.label, i.text, i.reasoning) for i in load_labelled(
+        corpus, text_column="text", label_column="label", reasoning_column="reasoning")]
+    items = xstest + corpus_items
+    verdicts = judge_labelled(items, judges)
+    groups = {s: [k for k, i in enumerate(items) if i.source == s] for s in ("xstest-v1-gpt4", "xstest-v1-llama2",
+                                                                            "judge-corpus")}
+    groups["xstest-v1"] = groups["xstest-v1-gpt4"] + groups["xstest-v1-llama2"]
+    out: dict[str, dict] = {}
+    for judge in judges:
+        out[judge] = {}
+        for source in SOURCES:
+            keep = groups[source]
+            s = score_judge(judge, [items[k].label for k in keep], [verdicts[judge][k] for k in keep], source=source)
+            out[judge][source] = {
+                "accuracy": [s.accuracy.successes, s.accuracy.n], "sensitivity": [s.sensitivity.successes, s.sensitivity.n],
+                "specificity": [s.specificity.successes, s.specificity.n],
+                "not_refused": [s.not_refused.successes, s.not_refused.n],
+                "kappa": None if s.kappa is None or s.kappa.kappa is None else round(s.kappa.kappa, 4),
+                "undecided": s.undecided, "partial": dict(s.partial)}
+    return out

@@ -11,6 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 SHARED_HARMBENCH = ROOT.parent / "shared" / "data" / "harmbench"
+SHARED_XSTEST = ROOT.parent / "shared" / "data" / "xstest-v1"
+XSTEST_FILES = ("xstest_v1_completions_gpt4.csv", "xstest_v1_completions_llama2.csv")
 
 
 def harmbench_dir() -> Path | None:
@@ -28,6 +30,15 @@ def harmbench_csv() -> Path:
     if directory is None:
         pytest.skip("HarmBench CSV not found: set EVALKIT_HARMBENCH to the harmbench data directory")
     return directory / "harmbench_behaviors_text_all.csv"
+
+
+@pytest.fixture(scope="session")
+def xstest_dir() -> Path:
+    """XSTest v1's human-labelled completions: never committed, read from ../shared/data/xstest-v1."""
+    if not all((SHARED_XSTEST / name).is_file() for name in XSTEST_FILES):
+        pytest.skip(f"XSTest v1 not found: expected {', '.join(XSTEST_FILES)} in {SHARED_XSTEST} "
+                    "(human-labelled completions; never committed into this repository)")
+    return SHARED_XSTEST
 
 
 @pytest.fixture(scope="session")
