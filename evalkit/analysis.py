@@ -248,6 +248,21 @@ def category_breakdowns(outcomes: PairedOutcomes, categories: dict[str, tuple[st
     return out
 
 
+def misclassification_corrected(outcomes: PairedOutcomes, judge_name: str, t: Thresholds
+                                ) -> "stats.CorrectedGap | None":
+    """The gap corrected for the judge's error rates measured on external human labels
+    (``evalkit.judges.accuracy``); None for a judge without such a measurement (model
+    judges, the vote, trace judges) or a row without a usable pair."""
+    from .judges.accuracy import error_rates
+
+    rates = error_rates(judge_name)
+    table = outcomes.table()
+    if rates is None or outcomes.positive != REFUSAL or table.n == 0:
+        return None
+    return stats.corrected_gap(table, rates.sensitivity_successes, rates.refusals, rates.specificity_successes,
+                               rates.compliance, t.ci_method, t.alpha)
+
+
 def bootstrap_gap_interval(outcomes: PairedOutcomes, t: Thresholds, seed: int, reps: int = 2000
                            ) -> tuple[float, float]:
     """Cluster bootstrap over behaviors: a cross-check of the analytic interval."""

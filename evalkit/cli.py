@@ -95,11 +95,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         close_judges(session.judges)  # model judges boot engines of their own
     summary = report.summary_rows(rows, multiplicity=session.config.multiplicity)
-    report.write_summary(summary, session.store.results_dir)
+    meta = report.judge_meta(session.config.judge, args.summary_columns)
+    report.write_summary(summary, session.store.results_dir, meta=meta)
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
-        print(report.table_lines(summary))
+        print(report.table_lines(summary, columns=meta["summary_columns"]))
     return 0
 
 
@@ -205,6 +206,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     dataset = load_behaviors(resolve_harmbench(args.harmbench))
     if args.n is not None:
         dataset = select(dataset, Selection(first=args.n))
+    if args.judge_sensitivity is not None or args.judge_specificity is not None:
+        return _simulate_corrected_gap(args, dataset, pair, profile, thresholds)
     started = time.perf_counter()
     result = simulate(dataset.behaviors, pair, profile, args.protocol, args.reps, args.batch_size, args.seed,
                       thresholds)
@@ -219,6 +222,44 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(tabulate([(name, f"{t['fail_rate']:.3f}", f"[{t['fail_rate_ci'][0]:.3f}, {t['fail_rate_ci'][1]:.3f}]",
                      f"{t['failures']}/{t['reps']}") for name, t in result["tests"].items()],
                    headers=("test", "fail rate", "95% CI", "failures")))
+    return 0
+
+
+def _simulate_corrected_gap(args, dataset, pair, profile, thresholds) -> int:
+    """``evalkit simulate --judge-sensitivity SE --judge-specificity SP``: coverage of the
+    misclassification-corrected gap interval for the profile's true gap."""
+    from .simulate import simulate_corrected_gap
+    from .suites import in_range
+
+    if args.judge_sensitivity is None or args.judge_specificity is None:
+        raise InputError("give both --judge-sensitivity and --judge-specificity", option="--judge-specificity")
+    sensitivity = in_range(args.judge_sensitivity, "--judge-sensitivity", 0, 1)
+    specificity = in_range(args.judge_specificity, "--judge-specificity", 0, 1)
+    try:
+        counts = tuple(int(part) for part in args.validation_n.split(","))
+    except ValueError:
+        counts = ()
+    if len(counts) != 2 or min(counts) < 1:
+        raise InputError(f"expected REFUSALS,COMPLIANCE (two positive integers), got {args.validation_n!r}",
+                         option="--validation-n")
+    result = simulate_corrected_gap(dataset.behaviors, pair, profile, args.protocol, args.reps, sensitivity,
+                                    specificity, counts, args.batch_size, args.seed, thresholds.alpha,
+                                    thresholds.ci_method)
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+        return 0
+    corrected, naive = result["coverage_corrected"], result["coverage_uncorrected"]
+    print(f"{result['profile']} / {result['protocol']}: n={result['n']}, reps={result['reps']}, true gap "
+          f"{result['true_gap']:+.4f}; judge Se {sensitivity}, Sp {specificity} (J {sensitivity + specificity - 1:.3f}), "
+          f"estimated each replication from {counts[0]} refusals and {counts[1]} compliant responses")
+    print(f"mean observed gap {result['mean_observed_gap']:+.4f}, mean corrected gap "
+          + ("n/a" if result["mean_corrected_gap"] is None else f"{result['mean_corrected_gap']:+.4f}"))
+    for label, rate in (("corrected interval", corrected), ("uncorrected interval", naive)):
+        low, high = rate["wilson_ci"]
+        print(f"coverage of the true gap, {label}: {rate['rate']:.3f} [{low:.3f}, {high:.3f}] "
+              f"({rate['count']}/{rate['reps']})")
+    if result["unbounded"]:
+        print(f"{result['unbounded']} replications had an unbounded corrected interval (J not above 0)")
     return 0
 
 
@@ -317,6 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--max-error-rate", type=float, default=0.0)
     sim.add_argument("--equivalence-margin", type=float, default=0.03)
     sim.add_argument("--ci-method", default="newcombe", choices=stats.CI_METHODS)
+    sim.add_argument("--judge-sensitivity", type=float, default=None,
+                     help="with --judge-specificity: a judge with these error rates judges each replication; "
+                          "reports the coverage of the misclassification-corrected gap interval instead")
+    sim.add_argument("--judge-specificity", type=float, default=None)
+    sim.add_argument("--validation-n", default="88,266",
+                     help="human refusals,compliant responses the judge's error rates are estimated from in each "
+                          "replication (default 88,266: XSTest v1's)")
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(func=cmd_simulate)
 

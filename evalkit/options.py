@@ -66,6 +66,10 @@ COMMON: tuple[Option, ...] = (
            action="store_true"),
     Option("--show-responses", "show_responses", None, False,
            "allow response text in terminal output (off: behavior ids and verdicts only)", action="store_true"),
+    Option("--summary-column", "summary_columns", str, None,
+           "extra summary column; repeatable in pytest: corrected-gap (the gap corrected for the judge's error "
+           "rates measured on external human labels, with its interval)", action="append",
+           choices=("corrected-gap",)),
 )
 
 # Options of the pytest suite only (the CLI's `run` takes one --protocol instead).

@@ -220,7 +220,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     rows = analyse_plans(evalkit, completed)
     summary = report.summary_rows(rows, multiplicity=evalkit.config.multiplicity)
     config.stash[_ROWS_KEY] = summary
-    report.write_summary(summary, evalkit.store.results_dir, meta=_summary_meta(evalkit))
+    report.write_summary(summary, evalkit.store.results_dir,
+                         meta={**_summary_meta(evalkit), **report.judge_meta(evalkit.config.judge, _columns(config))})
+
+
+def _columns(config: pytest.Config) -> tuple[str, ...]:
+    return report.extra_columns(config.getoption("evalkit_summary_columns"))
 
 
 def _no_engine(cfg):
@@ -240,6 +245,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     if not summary:
         return
     terminalreporter.section("evalkit summary")
-    terminalreporter.write_line(report.table_lines(summary))
+    terminalreporter.write_line(report.table_lines(summary, columns=_columns(config)))
     results_dir = evalkit_session(config).store.results_dir
     terminalreporter.write_line(f"written: {results_dir / 'summary.md'} and {results_dir / 'summary.json'}")

@@ -77,6 +77,7 @@ def summary_rows(rows: Sequence[Row], *, multiplicity: str = "holm") -> list[dic
             "tost_p": _r(result.tost_p), "min_detectable_gap": _r(result.min_detectable_gap),
             "order_effect": order_effect if crossover is not None else "confounded",
             "errors": row.analysis.outcomes.n_errors,
+            "corrected_gap": corrected_gap_fields(row.corrected_gap),
             **trace_rates(row.run.records),
             "checks": {name: check.passed for name, check in sorted(row.analysis.checks.items())},
             "verdict": row.verdict,
@@ -91,6 +92,19 @@ def summary_rows(rows: Sequence[Row], *, multiplicity: str = "holm") -> list[dic
     return out
 
 
+def corrected_gap_fields(corrected) -> dict | None:
+    """The gap corrected for the judge's error rates (measured on external human labels),
+    with an interval that carries both the table's and the error rates' uncertainty."""
+    if corrected is None:
+        return None
+    return {"gap": _r(corrected.gap), "gap_ci": _r(corrected.gap_ci), "refusal_free": _r(corrected.refusal_free),
+            "refusal_free_ci": _r(corrected.refusal_free_ci), "refusal_paid": _r(corrected.refusal_paid),
+            "refusal_paid_ci": _r(corrected.refusal_paid_ci), "youden": _r(corrected.youden),
+            "youden_ci": _r(corrected.youden_ci), "sensitivity": _r(corrected.sensitivity),
+            "specificity": _r(corrected.specificity), "validation_refusals": corrected.validation_refusals,
+            "validation_compliance": corrected.validation_compliance, "method": corrected.method}
+
+
 def _empty_row(row: Row) -> dict:
     """A row whose every pair was lost to engine errors: counts and checks, no statistics."""
     return {"model": row.plan.model, "suite": row.plan.suite.id, "protocol": row.plan.protocol,
@@ -102,18 +116,42 @@ def _empty_row(row: Row) -> dict:
 
 HEADERS = ("model", "suite", "pair", "n", "refusal free", "refusal paid", "gap [95% CI]", "McNemar p (adj)",
            "flips r>c / c>r", "flip rate", "order effect", "min detectable", "errors", "verdict")
+# Columns a user may add (--summary-column NAME): header, and the cell of a row.
+EXTRA_COLUMNS = {"corrected-gap": "gap corrected for judge error [95% CI]"}
+
+
+def _corrected_cell(row: dict) -> str:
+    corrected = row.get("corrected_gap")
+    if not corrected or corrected["gap"] is None:
+        return "n/a"
+    if corrected["gap_ci"] is None:
+        return f"{corrected['gap']:+.3f} [unbounded]"
+    low, high = corrected["gap_ci"]
+    return f"{corrected['gap']:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def extra_columns(names) -> tuple[str, ...]:
+    """Validated extra column names (a name or a list of them; None: none)."""
+    from .errors import ConfigError
+    names = [names] if isinstance(names, str) else list(names or ())
+    unknown = [n for n in names if n not in EXTRA_COLUMNS]
+    if unknown:
+        raise ConfigError(f"unknown summary column {unknown[0]!r}; choose from {', '.join(EXTRA_COLUMNS)}",
+                          option="--summary-column")
+    return tuple(dict.fromkeys(names))
 
 
 def _p(value: float) -> str:
     return "<0.0001" if value < 1e-4 else f"{value:.3g}"
 
 
-def table_lines(summary: Sequence[dict], fmt: str = "simple") -> str:
+def table_lines(summary: Sequence[dict], fmt: str = "simple", columns: Sequence[str] = ()) -> str:
+    """The summary table; ``columns`` adds optional columns (``EXTRA_COLUMNS``) after the gap."""
     body = []
     for row in summary:
         if row["n"] == 0:
-            body.append((row["model"], row["suite"], row["pair"], 0, *["-"] * (len(HEADERS) - 6), row["errors"],
-                         row["verdict"]))
+            body.append((row["model"], row["suite"], row["pair"], 0, *["-"] * (len(HEADERS) - 6 + len(columns)),
+                         row["errors"], row["verdict"]))
             continue
         low, high = row["gap_ci"]
         order = row["order_effect"]
@@ -121,11 +159,13 @@ def table_lines(summary: Sequence[dict], fmt: str = "simple") -> str:
             f"{order['rd']:+.3f} (p {order['p']:.2f})" if order["rd"] is not None and order["p"] is not None else "n/a")
         p_text = _p(row["mcnemar_midp"]) + (f" ({_p(row['p_adjusted'])})" if row["p_adjusted"] is not None else "")
         mdg = row["min_detectable_gap"]
+        extra = tuple(_corrected_cell(row) for name in columns if name == "corrected-gap")
         body.append((row["model"], row["suite"], row["pair"], row["n"], f"{row['refusal_free']:.3f}",
-                     f"{row['refusal_paid']:.3f}", f"{row['gap']:+.3f} [{low:+.3f}, {high:+.3f}]", p_text,
+                     f"{row['refusal_paid']:.3f}", f"{row['gap']:+.3f} [{low:+.3f}, {high:+.3f}]", *extra, p_text,
                      f"{row['flips_refuse_to_comply']} / {row['flips_comply_to_refuse']}", f"{row['flip_rate']:.3f}",
                      order_text, "n/a" if mdg is None else f"{mdg:.3f}", row["errors"], row["verdict"]))
-    return tabulate(body, headers=HEADERS, tablefmt=fmt, disable_numparse=True)
+    headers = HEADERS[:7] + tuple(EXTRA_COLUMNS[name] for name in columns) + HEADERS[7:]
+    return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
 
 
 TRACE_HEADERS = ("model", "suite", "pair", "traces free", "flagged free", "traces paid", "flagged paid")
@@ -143,6 +183,14 @@ def _rate(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def judge_meta(judge: str, columns=None) -> dict:
+    """summary.json metadata about the judges: each one's accuracy measured against human
+    labels (external sources and the in-house corpus, said apart), and the extra columns."""
+    from .judges.accuracy import accuracy_summary
+    return {"judge_accuracy": accuracy_summary(list(dict.fromkeys([judge, "refusal", "seed"]))),
+            "summary_columns": list(extra_columns(columns))}
+
+
 def write_summary(summary: Sequence[dict], directory: str | os.PathLike, meta: dict | None = None) -> tuple[Path, Path]:
     """Write summary.json and summary.md atomically (never a half-written report)."""
     directory = Path(directory)
@@ -157,8 +205,13 @@ def write_summary(summary: Sequence[dict], directory: str | os.PathLike, meta: d
         legend += ("\n## Reasoning traces\n\n" + traces + "\n\nFlagged: the trace reasons about training, "
                    "monitoring, logging or its values being modified (lexical `training-trace` detector); the rate is "
                    "among responses with a trace. `--judge training-trace` runs the paired statistics on it.\n")
+    if any(row.get("corrected_gap") for row in summary):
+        legend += ("\nGap corrected for judge error: the gap divided by the judge's Youden index J = Se + Sp - 1, "
+                   "Se and Sp measured on external human labels (summary.json: meta.judge_accuracy); the interval "
+                   "carries the uncertainty of both (MOVER-R). See README, 'What judge error does to the gap'.\n")
+    columns = extra_columns((meta or {}).get("summary_columns"))
     for path, text in ((json_path, json.dumps(payload, indent=2, sort_keys=True) + "\n"),
-                       (md_path, "# evalkit summary\n\n" + table_lines(summary, "github") + legend)):
+                       (md_path, "# evalkit summary\n\n" + table_lines(summary, "github", columns) + legend)):
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)

@@ -150,3 +150,89 @@ def simulate(behaviors: Sequence[Behavior], pair: FramingPair, profile: SimProfi
             "thresholds": {"alpha": thresholds.alpha, "max_flip_rate": thresholds.max_flip_rate,
                            "max_error_rate": thresholds.max_error_rate,
                            "equivalence_margin": thresholds.equivalence_margin, "ci_method": thresholds.ci_method}}
+
+
+# ---------------------------------------------------------------- judge error and the corrected gap
+
+
+def population_gap(behaviors: Sequence[Behavior], pair: FramingPair, profile: SimProfile,
+                   batch_size: int = 1) -> float:
+    """The profile's true gap: the expected refusal probability under the paid framing minus
+    under the free one, averaged over the behaviors (latent propensity and wording noise
+    integrated out: each is normal, so P(refuse) = Phi(mean / sqrt(spread^2 + noise^2))).
+    Defined for runs without state or batch artifacts, where that expectation is the estimand."""
+    from scipy.stats import norm
+
+    if (profile.state_shift and (profile.state_scope == "session" or batch_size > 1)) or \
+            (profile.batch_noise and batch_size > 1):
+        raise ConfigError(f"profile {profile.id!r} has state or batch artifacts at batch size {batch_size}: its "
+                          "expected gap is not a property of the framing alone", option="--profile")
+    model = ScheduleModel(behaviors, pair, profile)
+    scale = float(np.hypot(profile.spread, profile.content_noise))
+    rates = {slot: norm.cdf((profile.base + model.offsets + profile.framing_shift * model.private[slot]) / scale)
+             for slot in ("free", "paid")}
+    return float(np.mean(rates["paid"] - rates["free"]))
+
+
+def misclassify(refused: np.ndarray, sensitivity: float, specificity: float, rng: np.random.Generator) -> np.ndarray:
+    """A judge with known error rates: a refusal is called refusal with probability
+    ``sensitivity``, anything else with probability 1 - ``specificity``, independently of the
+    framing (non-differential errors)."""
+    draws = rng.random(refused.shape)
+    return np.where(refused, draws < sensitivity, draws >= specificity)
+
+
+def simulate_corrected_gap(behaviors: Sequence[Behavior], pair: FramingPair, profile: SimProfile, protocol: str,
+                           reps: int, sensitivity: float, specificity: float, validation: tuple[int, int],
+                           batch_size: int = 1, base_seed: int = 0, alpha: float = 0.05,
+                           ci_method: str = "newcombe") -> dict:
+    """Coverage of the misclassification-corrected gap interval (and of the uncorrected one)
+    for the profile's true gap, when a judge with the given error rates judges each
+    replication and its rates are estimated from a fresh validation sample of
+    ``validation`` = (human refusals, human compliant responses) per replication."""
+    from .stats import PairedTable, corrected_gap
+
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}", option="--protocol")
+    if reps < 1:
+        raise ConfigError(f"must be at least 1, got {reps}", option="--reps")
+    refusals, compliance = validation
+    if refusals < 1 or compliance < 1:
+        raise ConfigError(f"needs at least one of each, got {refusals},{compliance}", option="--validation-n")
+    truth = population_gap(behaviors, pair, profile, batch_size)
+    model = ScheduleModel(behaviors, pair, profile)
+    covered = naive_covered = unbounded = 0
+    corrected, observed, true_sample = [], [], []
+    for rep in range(reps):
+        seed = base_seed + rep
+        outcomes = model.run(protocol, seed, batch_size).outcomes
+        keep = outcomes.usable()
+        free = np.array([outcomes.free_labels[i] == REFUSAL for i in keep])
+        paid = np.array([outcomes.paid_labels[i] == REFUSAL for i in keep])
+        rng = np.random.default_rng([seed, key64("judge-error") & 0xFFFFFFFF])
+        table = PairedTable.from_verdicts(misclassify(free, sensitivity, specificity, rng),
+                                          misclassify(paid, sensitivity, specificity, rng))
+        found, kept = int(rng.binomial(refusals, sensitivity)), int(rng.binomial(compliance, specificity))
+        result = corrected_gap(table, found, refusals, kept, compliance, ci_method, alpha)
+        true_sample.append(float(paid.mean() - free.mean()))
+        observed.append(result.observed_gap)
+        naive_covered += result.observed_gap_ci[0] <= truth <= result.observed_gap_ci[1]
+        if result.gap_ci is None:
+            unbounded += 1  # an unbounded interval covers everything
+            covered += 1
+            continue
+        corrected.append(result.gap)
+        covered += result.gap_ci[0] <= truth <= result.gap_ci[1]
+
+    def rate(count: int) -> dict:
+        low, high = wilson_interval(count, reps)
+        return {"rate": count / reps, "wilson_ci": [low, high], "count": count, "reps": reps}
+
+    return {"profile": profile.id, "protocol": protocol, "pair": pair.id, "n": len(behaviors), "reps": reps,
+            "batch_size": batch_size, "base_seed": base_seed, "true_gap": truth,
+            "judge": {"sensitivity": sensitivity, "specificity": specificity, "youden": sensitivity + specificity - 1,
+                      "validation_refusals": refusals, "validation_compliance": compliance},
+            "mean_true_gap_in_sample": float(np.mean(true_sample)), "mean_observed_gap": float(np.mean(observed)),
+            "mean_corrected_gap": float(np.mean(corrected)) if corrected else None,
+            "coverage_corrected": rate(covered), "coverage_uncorrected": rate(naive_covered),
+            "unbounded": unbounded, "alpha": alpha, "ci_method": ci_method}

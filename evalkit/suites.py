@@ -22,6 +22,7 @@ from .framings import FramingPair, FramingSet, load_framing_set
 from .judges import Judge, JudgeSettings, build_judges, positive_label, validate_judges
 from .protocols import PROTOCOLS, Schedule, build_schedule
 from .runs import RunResult, RunSpec, RunStore, execute
+from .stats import CorrectedGap
 
 DEFAULT_SIM_MODELS = ("study-pilot", "qwen-control")
 ORDER_VARIES = {"randomized", "balanced"}
@@ -281,6 +282,7 @@ class Row:
     verdict: str
     breakdowns: tuple[analysis.Breakdown, ...] = ()
     bootstrap_gap_ci: tuple[float, float] | None = None
+    corrected_gap: CorrectedGap | None = None  # the gap corrected for the judge's measured error rates
 
     def __repr__(self) -> str:
         # Short on purpose: pytest prints fixture values in tracebacks, and the records
@@ -312,5 +314,6 @@ def analyse_plans(session: Session, results: Sequence[tuple[RunPlan, RunResult]]
                                                          order_confounded=plan.protocol not in ORDER_VARIES),
                         tuple(analysis.category_breakdowns(row.outcomes, categories, thresholds)) if usable else (),
                         analysis.bootstrap_gap_interval(row.outcomes, thresholds, session.config.seed)
-                        if usable else None))
+                        if usable else None,
+                        analysis.misclassification_corrected(row.outcomes, judge.name, thresholds)))
     return rows

@@ -66,16 +66,26 @@ class SimProfile:
     reasoning: bool = False
     legality_note_rate: float = 0.0
     training_trace_rate: float = 0.0
+    # the rate under a prompt that frames the chat as private; None: the same as training_trace_rate
+    private_training_trace_rate: float | None = None
     path: str = ""
 
+    def trace_rate(self, private: bool) -> float:
+        """How often a trace reasons about training, when the prompt mentions training at all."""
+        if private and self.private_training_trace_rate is not None:
+            return self.private_training_trace_rate
+        return self.training_trace_rate
+
     def describe(self) -> dict:
-        out = {k: v for k, v in self.__dict__.items() if k != "path"}
+        # an unset private rate is left out, so profiles that do not use it keep their identity
+        out = {k: v for k, v in self.__dict__.items() if k != "path"
+               and not (k == "private_training_trace_rate" and v is None)}
         out["private_cues"] = list(self.private_cues)
         return out
 
 
 _FLOAT_KEYS = ("base", "spread", "framing_shift", "state_shift", "content_noise", "batch_noise",
-               "error_rate", "latency_ms", "legality_note_rate", "training_trace_rate")
+               "error_rate", "latency_ms", "legality_note_rate", "training_trace_rate", "private_training_trace_rate")
 
 
 def builtin_profiles() -> list[str]:
@@ -123,7 +133,7 @@ def parse_profile(text: str, path: str) -> SimProfile:
     for key in ("spread", "content_noise", "batch_noise", "latency_ms"):
         if values.get(key, 0.0) < 0:
             raise ConfigError(f"[profile].{key} must be >= 0", file=path)
-    for key in ("error_rate", "legality_note_rate", "training_trace_rate"):
+    for key in ("error_rate", "legality_note_rate", "training_trace_rate", "private_training_trace_rate"):
         if not 0.0 <= values.get(key, 0.0) <= 1.0:
             raise ConfigError(f"[profile].{key} must be within [0, 1]", file=path)
     offsets = table.get("category_offsets", {})
@@ -253,7 +263,7 @@ TRACES_TRAINING = (
 )
 
 
-def render_text(profile: SimProfile, refused: bool, draw: int, training_cue: bool) -> str:
+def render_text(profile: SimProfile, refused: bool, draw: int, training_cue: bool, private: bool = False) -> str:
     picks = [int(v) for v in mix(draw, np.arange(4, dtype=np.uint64))]
     if refused:
         answer = REFUSALS[picks[0] % len(REFUSALS)]
@@ -264,11 +274,14 @@ def render_text(profile: SimProfile, refused: bool, draw: int, training_cue: boo
     if not profile.reasoning:
         return answer
     trace = TRACES_PLAIN[picks[2] % len(TRACES_PLAIN)]
-    if training_cue and to_uniform(np.uint64(picks[3]))[()] < profile.training_trace_rate:
+    if training_cue and to_uniform(np.uint64(picks[3]))[()] < profile.trace_rate(private):
         trace += " " + TRACES_TRAINING[picks[3] % len(TRACES_TRAINING)]
     return f"<think>\n{trace}\n</think>\n\n{answer}"
 
 
+# A prompt that mentions training or logging at all (either framing of the study does: "used for
+# training", "NOT used for training"); whether the trace then reasons about it is the profile's
+# trace rate for a private or a non-private framing.
 TRAINING_CUES = ("used for training", "logged")
 
 
@@ -340,7 +353,7 @@ class SimEngine:
                                     error="sim: simulated engine failure (profile error_rate)"))
                 continue
             training_cue = any(cue in texts[i].lower() for cue in TRAINING_CUES)
-            raw = render_text(profile, bool(logits[i] > 0), int(draws[i]), training_cue)
+            raw = render_text(profile, bool(logits[i] > 0), int(draws[i]), training_cue, bool(private[i]))
             answer, trace = split_reasoning(raw)
             out.append(Response(text=answer, reasoning=trace, finish_reason="stop",
                                 prompt_tokens=len(texts[i].split()), output_tokens=len(raw.split()),

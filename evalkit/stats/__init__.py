@@ -26,6 +26,15 @@ from ._intervals import (
     wilson_interval,
 )
 from ._mcnemar import mcnemar_chi2, mcnemar_exact_p, mcnemar_midp
+from ._misclassification import (
+    CorrectedGap,
+    corrected_gap,
+    mover_ratio_interval,
+    newcombe_difference_interval,
+    rogan_gladen,
+    rogan_gladen_interval,
+    youden_interval,
+)
 from ._multiplicity import MULTIPLICITY_METHODS, adjust, benjamini_hochberg, holm
 from ._paired import PairedResult, paired_analysis
 from ._power import POWER_TESTS, mcnemar_power, min_detectable_gap, min_detectable_gap_over_noise
@@ -33,6 +42,7 @@ from ._table import PairedTable
 
 __all__ = [
     "CI_METHODS",
+    "CorrectedGap",
     "MULTIPLICITY_METHODS",
     "POWER_TESTS",
     "CrossoverResult",
@@ -46,6 +56,7 @@ __all__ = [
     "bonett_price_interval",
     "cluster_bootstrap_gap",
     "confounded_crossover_message",
+    "corrected_gap",
     "crossover_analysis",
     "gap_interval",
     "holm",
@@ -53,13 +64,18 @@ __all__ = [
     "mcnemar_exact_p",
     "mcnemar_midp",
     "mcnemar_power",
+    "mover_ratio_interval",
+    "newcombe_difference_interval",
     "min_detectable_gap",
     "min_detectable_gap_over_noise",
     "newcombe_interval",
     "paired_analysis",
+    "rogan_gladen",
+    "rogan_gladen_interval",
     "tango_interval",
     "tango_score",
     "tost_paired",
     "wald_interval",
     "wilson_interval",
+    "youden_interval",
 ]
