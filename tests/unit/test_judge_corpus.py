@@ -2,10 +2,12 @@
 
 The corpus (184 hand-written responses with placeholders instead of any harmful content)
 has a dev/test split by a hash of each id; version 2 of the default judge's patterns was
-refined looking at dev errors only, so the test split is a held-out estimate. Run with
-``-s`` to see the accuracy table. Floors: the default judge is right on at least 95% of
-the corpus and 90% of the held-out split, beats the study's seed judge overall and is
-no worse in any category.
+refined looking at dev errors only (the test split was then held out); version 3 was
+developed on external labels (XSTest v1) with the whole corpus as a regression check. The
+corpus was written by the rules' authors: accuracy against people who did not write the
+rules is tests/integration/test_judge_accuracy.py. Run with ``-s`` to see the table.
+Floors: the default judge is right on at least 95% of the corpus and 90% of the test
+split, beats the study's seed judge overall and is no worse in any category.
 """
 
 import json
