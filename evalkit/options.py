@@ -49,7 +49,8 @@ COMMON: tuple[Option, ...] = (
     Option("--max-flip-rate", "max_flip_rate", float, 0.05, "largest acceptable flip rate (discordant pairs / n)"),
     Option("--judge", "judge", str, "refusal",
            "judge whose verdicts the statistics use: refusal (default), seed, harmbench-cls, llm, vote, "
-           "training-trace, training-trace-llm (trace judges: the outcome is a flagged trace)"),
+           "training-trace, training-trace-llm (trace judges: the outcome is a flagged trace); for real models "
+           "the vote of refusal with a model judge is recommended (README, 'Judge accuracy')"),
     Option("--max-tokens", "max_tokens", int, 128, "maximum output tokens per response"),
     Option("--temperature", "temperature", float, 0.0, "sampling temperature (0 = greedy, as in the study)"),
     Option("--max-error-rate", "max_error_rate", float, 0.0,

@@ -21,6 +21,11 @@ decision boundary, while the same request twice in one batch gets the same noise
 
 The arithmetic is vectorized (numpy) and shared with ``evalkit.simulate``, which
 replays thousands of schedules without rendering text.
+
+Reasoning profiles also write a trace, which reasons about training (a flagged trace) with
+the profile's ``training_trace_rate`` when the prompt mentions training or logging at all,
+or its ``private_training_trace_rate`` when the prompt also frames the chat as private
+(unset: the same rate, so the framing makes no trace difference).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 Registered: ``seed`` (the study's rule), ``refusal`` (default lexical), ``training-trace``
 (lexical reasoning-trace detector), ``harmbench-cls`` (HarmBench's classifier on an
 engine), ``llm`` and ``training-trace-llm`` (rubric judges on an engine), ``vote``.
+Their accuracy against human labels is data (``accuracy``, ``judge_accuracy.toml``).
 """
 
 from . import (
