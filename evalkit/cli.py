@@ -250,7 +250,8 @@ def _simulate_corrected_gap(args, dataset, pair, profile, thresholds) -> int:
         return 0
     corrected, naive = result["coverage_corrected"], result["coverage_uncorrected"]
     print(f"{result['profile']} / {result['protocol']}: n={result['n']}, reps={result['reps']}, true gap "
-          f"{result['true_gap']:+.4f}; judge Se {sensitivity}, Sp {specificity} (J {sensitivity + specificity - 1:.3f}), "
+          f"{result['true_gap']:+.4f}; judge Se {sensitivity}, Sp {specificity} "
+          f"(J {sensitivity + specificity - 1:.3f}), "
           f"estimated each replication from {counts[0]} refusals and {counts[1]} compliant responses")
     print(f"mean observed gap {result['mean_observed_gap']:+.4f}, mean corrected gap "
           + ("n/a" if result["mean_corrected_gap"] is None else f"{result['mean_corrected_gap']:+.4f}"))

@@ -30,7 +30,7 @@ from tabulate import tabulate
 
 from .agreement import ConfusionMatrix, Kappa, cohen_kappa
 from .errors import InputError
-from .judges import COMPLIANCE, ERROR, LABELS, NOT_APPLICABLE, REFUSAL, UNCLEAR
+from .judges import COMPLIANCE, LABELS, REFUSAL, UNCLEAR
 from .stats import wilson_interval
 
 PARTIAL = "partial"
@@ -307,7 +307,8 @@ def cmd_judges_score(args: argparse.Namespace) -> int:
     alpha = in_range(args.alpha, "--alpha", 0, 1, open_low=True, open_high=True)
     names = judge_list(",".join(args.judge), "--judge") if args.judge else list(DEFAULT_JUDGES)
     settings = JudgeSettings.from_options(vars(args))
-    odd = [j.name for j in build_judges(names, settings, behaviors={}) if j.name in names and positive_label(j) != REFUSAL]
+    odd = [j.name for j in build_judges(names, settings, behaviors={})
+           if j.name in names and positive_label(j) != REFUSAL]
     if odd:
         raise InputError(f"{odd[0]} labels reasoning traces, not refusal or compliance", option="--judge")
     mapping = parse_label_map(args.label_map)
@@ -318,7 +319,8 @@ def cmd_judges_score(args: argparse.Namespace) -> int:
                                prompt_column=args.prompt_column)
     scores = score_sources(items, judge_labelled(items, names, settings), alpha)
     if args.json:
-        counts = {s: dict(Counter(i.label for i in items if i.source == s)) for s in dict.fromkeys(i.source for i in items)}
+        sources = dict.fromkeys(i.source for i in items)
+        counts = {s: dict(Counter(i.label for i in items if i.source == s)) for s in sources}
         print(json.dumps({"files": [str(p) for p in args.files], "human_labels": counts, "alpha": alpha,
                           "scores": [s.as_dict() for s in scores]}, indent=2, sort_keys=True))
         return 0
@@ -359,7 +361,8 @@ def add_score_command(commands, add_judge_options) -> None:
 
 # ---------------------------------------------------------------- the recorded accuracy table
 
-XSTEST_FILES = {"xstest-v1-gpt4": "xstest_v1_completions_gpt4.csv", "xstest-v1-llama2": "xstest_v1_completions_llama2.csv"}
+XSTEST_FILES = {"xstest-v1-gpt4": "xstest_v1_completions_gpt4.csv",
+                "xstest-v1-llama2": "xstest_v1_completions_llama2.csv"}
 SOURCES = {
     "xstest-v1-gpt4": ("XSTest v1 (Röttger et al., NAACL 2024): GPT-4's completions of the 200 safe prompts, "
                        "labelled by two annotators outside this project (final_label)", True),
@@ -392,7 +395,8 @@ def measure_accuracy(xstest_dir: str | Path, corpus: str | Path, judges: Sequenc
             keep = groups[source]
             s = score_judge(judge, [items[k].label for k in keep], [verdicts[judge][k] for k in keep], source=source)
             out[judge][source] = {
-                "accuracy": [s.accuracy.successes, s.accuracy.n], "sensitivity": [s.sensitivity.successes, s.sensitivity.n],
+                "accuracy": [s.accuracy.successes, s.accuracy.n],
+                "sensitivity": [s.sensitivity.successes, s.sensitivity.n],
                 "specificity": [s.specificity.successes, s.specificity.n],
                 "not_refused": [s.not_refused.successes, s.not_refused.n],
                 "kappa": None if s.kappa is None or s.kappa.kappa is None else round(s.kappa.kappa, 4),

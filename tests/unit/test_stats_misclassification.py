@@ -53,7 +53,8 @@ def test_rogan_gladen_widens_when_se_and_sp_are_estimated():
     # Rogan & Gladen's variance by hand: [p(1-p)/n + t^2 Se(1-Se)/m1 + (1-t)^2 Sp(1-Sp)/m0] / J^2
     p, se, sp = 20 / 120, 0.9, 0.99
     t = (p + sp - 1) / (se + sp - 1)
-    variance = (p * (1 - p) / 120 + t * t * se * (1 - se) / 50 + (1 - t) ** 2 * sp * (1 - sp) / 100) / (se + sp - 1) ** 2
+    variance = (p * (1 - p) / 120 + t * t * se * (1 - se) / 50
+                + (1 - t) ** 2 * sp * (1 - sp) / 100) / (se + sp - 1) ** 2
     z = scipy_stats.norm.ppf(0.975)
     assert estimated == pytest.approx((t - z * math.sqrt(variance), t + z * math.sqrt(variance)))
 
