@@ -115,11 +115,23 @@ def refusal_rules() -> RefusalRules:
 _SENTENCE_END = re.compile(r"[.!?;\n]")
 
 
+def _sentence_bounds(text: str, start: int, end: int, sentences: int = 1) -> tuple[int, int]:
+    """Where the sentence of ``text`` holding [start, end) begins, and where it (or the
+    ``sentences - 1`` sentences after it) ends."""
+    left = max((m.end() for m in _SENTENCE_END.finditer(text, 0, start)), default=0)
+    right = end
+    for count in range(sentences):
+        found = _SENTENCE_END.search(text, right)
+        if found is None:
+            return left, len(text)
+        right = found.start() if count == sentences - 1 else found.end()
+    return left, right
+
+
 def _sentence_around(text: str, start: int, end: int) -> str:
     """The sentence of ``text`` holding [start, end)."""
-    left = max((m.end() for m in _SENTENCE_END.finditer(text, 0, start)), default=0)
-    right = _SENTENCE_END.search(text, end)
-    return text[left:right.start() if right else len(text)]
+    left, right = _sentence_bounds(text, start, end)
+    return text[left:right]
 
 
 def _any(patterns: tuple[re.Pattern, ...], text: str) -> bool:
@@ -139,13 +151,8 @@ def is_partial_compliance(answer: str, match: re.Match, rules: RefusalRules) -> 
 def rejects_premise(answer: str, match: re.Match, rules: RefusalRules, sentences: int = 1) -> bool:
     """The sentence of a refusal (and the next ``sentences - 1``) says the question has no
     meaningful answer."""
-    span = _sentence_around(answer, match.start(), match.end())
-    start = answer.find(span)
-    end = start + len(span)
-    for _ in range(sentences - 1):
-        following = _SENTENCE_END.search(answer, end + 1)
-        end = following.start() if following else len(answer)
-    return _any(rules.premise_cues, answer[start:end])
+    left, right = _sentence_bounds(answer, match.start(), match.end(), sentences)
+    return _any(rules.premise_cues, answer[left:right])
 
 
 def is_warning_only(answer: str, rules: RefusalRules) -> bool:
