@@ -302,15 +302,20 @@ def score_sources(items: Sequence[LabelledResponse], verdicts: dict[str, list[st
 def cmd_judges_score(args: argparse.Namespace) -> int:
     from .agreement import judge_list
     from .judges import JudgeSettings, build_judges, positive_label
+    from .judges._model import EngineBackedJudge
     from .suites import in_range
 
     alpha = in_range(args.alpha, "--alpha", 0, 1, open_low=True, open_high=True)
     names = judge_list(",".join(args.judge), "--judge") if args.judge else list(DEFAULT_JUDGES)
     settings = JudgeSettings.from_options(vars(args))
-    odd = [j.name for j in build_judges(names, settings, behaviors={})
-           if j.name in names and positive_label(j) != REFUSAL]
+    built = build_judges(names, settings, behaviors={})
+    odd = [j.name for j in built if j.name in names and positive_label(j) != REFUSAL]
     if odd:
         raise InputError(f"{odd[0]} labels reasoning traces, not refusal or compliance", option="--judge")
+    model_judges = [j.name for j in built if isinstance(j, EngineBackedJudge)]
+    if model_judges and not args.prompt_column:
+        raise InputError(f"{model_judges[0]} reads the request as well as the response: name its column",
+                         option="--prompt-column")
     mapping = parse_label_map(args.label_map)
     items = []
     for path in args.files:

@@ -124,6 +124,7 @@ def test_command_on_the_in_house_corpus(capsys):
     (["--judge", "refusal", "--judge", "refusal"], "listed twice"),
     (["--alpha", "2"], "--alpha"),
     (["--label-map", "x"], "--label-map"),
+    (["--judge", "llm", "--judge-model", "m"], "--prompt-column"),
 ])
 def test_command_errors_are_one_line_and_exit_2(argv, fragment, capsys):
     assert main(["judges", "score", str(CORPUS), *argv]) == 2
