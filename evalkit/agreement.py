@@ -15,9 +15,9 @@ import itertools
 import json
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any, Sequence
 
-from scipy.stats import norm
 from tabulate import tabulate
 
 from .judges import ERROR, LABELS, NOT_APPLICABLE
@@ -93,7 +93,7 @@ def cohen_kappa(matrix: ConfusionMatrix, alpha: float = 0.05) -> Kappa:
     b = (1 - kappa) ** 2 * sum(p[i][j] * (cols[i] + rows[j]) ** 2 for i in range(k) for j in range(k) if i != j)
     c = (kappa - expected * (1 - kappa)) ** 2
     se = math.sqrt(max(a + b - c, 0.0) / ((1 - expected) ** 2 * n))
-    z = float(norm.ppf(1 - alpha / 2))
+    z = NormalDist().inv_cdf(1 - alpha / 2)
     return Kappa(kappa, observed, expected, n, se, (max(-1.0, kappa - z * se), min(1.0, kappa + z * se)))
 
 

@@ -9,9 +9,12 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__, report, stats
+from . import __version__, stats  # stats loads its submodules on first use
 from .errors import EvalkitError, InputError
 from .options import COMMON, ENGINE, JUDGE, Option, engine_options
+
+# the same choices as the shared option table (stats.CI_METHODS would load scipy for --help)
+CI_METHODS = next(o.choices for o in COMMON if o.dest == "ci_method")
 
 EXIT_USAGE = 2
 
@@ -71,6 +74,7 @@ def _run_line(result) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from . import report
     from .judges import close_judges
     from .suites import EnginePool, SessionConfig, analyse_plans, prepare, run_plan
 
@@ -326,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     paired = stats_commands.add_parser("paired", help="paired analysis of a table A,B,C,D (a = refused under both, "
                                        "b = free only, c = paid only, d = neither)")
     paired.add_argument("--table", required=True, help="A,B,C,D")
-    paired.add_argument("--ci-method", default="newcombe", choices=stats.CI_METHODS)
+    paired.add_argument("--ci-method", default="newcombe", choices=CI_METHODS)
     paired.add_argument("--alpha", type=float, default=0.05)
     paired.add_argument("--margin", type=float, default=None, help="equivalence margin for TOST")
     paired.add_argument("--json", action="store_true")
@@ -358,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--max-flip-rate", type=float, default=0.05)
     sim.add_argument("--max-error-rate", type=float, default=0.0)
     sim.add_argument("--equivalence-margin", type=float, default=0.03)
-    sim.add_argument("--ci-method", default="newcombe", choices=stats.CI_METHODS)
+    sim.add_argument("--ci-method", default="newcombe", choices=CI_METHODS)
     sim.add_argument("--judge-sensitivity", type=float, default=None,
                      help="with --judge-specificity: a judge with these error rates judges each replication; "
                           "reports the coverage of the misclassification-corrected gap interval instead")

@@ -3,79 +3,48 @@
 Orientation used everywhere: a = refused under both framings, b = refused under free only,
 c = refused under paid only, d = refused under neither; the compliance gap is
 dC = p_paid - p_free = (c - b) / n. This package imports nothing else from evalkit.
+
+Names load on first use (PEP 562), so ``from evalkit import stats`` costs nothing until a
+statistic is computed: ``evalkit --help`` and ``pytest --help`` never load numpy or scipy.
 """
 
-from ._bootstrap import cluster_bootstrap_gap
-from ._crossover import (
-    CrossoverResult,
-    EffectEstimate,
-    PrescottTest,
-    confounded_crossover_message,
-    crossover_analysis,
-)
-from ._equivalence import tost_paired
-from ._intervals import (
-    CI_METHODS,
-    agresti_min_interval,
-    bonett_price_interval,
-    gap_interval,
-    newcombe_interval,
-    tango_interval,
-    tango_score,
-    wald_interval,
-    wilson_interval,
-)
-from ._mcnemar import mcnemar_chi2, mcnemar_exact_p, mcnemar_midp
-from ._misclassification import (
-    CorrectedGap,
-    corrected_gap,
-    mover_ratio_interval,
-    newcombe_difference_interval,
-    rogan_gladen,
-    rogan_gladen_interval,
-    youden_interval,
-)
-from ._multiplicity import MULTIPLICITY_METHODS, adjust, benjamini_hochberg, holm
-from ._paired import PairedResult, paired_analysis
-from ._power import POWER_TESTS, mcnemar_power, min_detectable_gap, min_detectable_gap_over_noise
-from ._table import PairedTable
+from __future__ import annotations
 
-__all__ = [
-    "CI_METHODS",
-    "CorrectedGap",
-    "MULTIPLICITY_METHODS",
-    "POWER_TESTS",
-    "CrossoverResult",
-    "EffectEstimate",
-    "PairedResult",
-    "PairedTable",
-    "PrescottTest",
-    "adjust",
-    "agresti_min_interval",
-    "benjamini_hochberg",
-    "bonett_price_interval",
-    "cluster_bootstrap_gap",
-    "confounded_crossover_message",
-    "corrected_gap",
-    "crossover_analysis",
-    "gap_interval",
-    "holm",
-    "mcnemar_chi2",
-    "mcnemar_exact_p",
-    "mcnemar_midp",
-    "mcnemar_power",
-    "mover_ratio_interval",
-    "newcombe_difference_interval",
-    "min_detectable_gap",
-    "min_detectable_gap_over_noise",
-    "newcombe_interval",
-    "paired_analysis",
-    "rogan_gladen",
-    "rogan_gladen_interval",
-    "tango_interval",
-    "tango_score",
-    "tost_paired",
-    "wald_interval",
-    "wilson_interval",
-    "youden_interval",
-]
+import importlib
+
+# public name -> the submodule defining it
+_EXPORTS = {
+    "cluster_bootstrap_gap": "_bootstrap",
+    "CrossoverResult": "_crossover", "EffectEstimate": "_crossover", "PrescottTest": "_crossover",
+    "confounded_crossover_message": "_crossover", "crossover_analysis": "_crossover",
+    "tost_paired": "_equivalence",
+    "CI_METHODS": "_intervals", "agresti_min_interval": "_intervals", "bonett_price_interval": "_intervals",
+    "gap_interval": "_intervals", "newcombe_interval": "_intervals", "tango_interval": "_intervals",
+    "tango_score": "_intervals", "wald_interval": "_intervals", "wilson_interval": "_intervals",
+    "mcnemar_chi2": "_mcnemar", "mcnemar_exact_p": "_mcnemar", "mcnemar_midp": "_mcnemar",
+    "CorrectedGap": "_misclassification", "corrected_gap": "_misclassification",
+    "mover_ratio_interval": "_misclassification", "newcombe_difference_interval": "_misclassification",
+    "rogan_gladen": "_misclassification", "rogan_gladen_interval": "_misclassification",
+    "youden_interval": "_misclassification",
+    "MULTIPLICITY_METHODS": "_multiplicity", "adjust": "_multiplicity", "benjamini_hochberg": "_multiplicity",
+    "holm": "_multiplicity",
+    "PairedResult": "_paired", "paired_analysis": "_paired",
+    "POWER_TESTS": "_power", "mcnemar_power": "_power", "min_detectable_gap": "_power",
+    "min_detectable_gap_over_noise": "_power",
+    "PairedTable": "_table",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -20,9 +20,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from ._checks import check_alpha
+from ._scipy import stats
 from ._serialise import jsonable
 from ._table import PairedTable
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numbers
 
-from scipy import stats
+from ._scipy import stats
 
 from ._checks import check_alpha
 from ._intervals import tango_score

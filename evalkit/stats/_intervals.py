@@ -14,9 +14,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from scipy import optimize, stats
-
 from ._checks import check_alpha, check_count
+from ._scipy import optimize, stats
 from ._table import PairedTable
 
 Interval = tuple[float, float]

@@ -7,7 +7,7 @@ every version returns p = 1 (and statistic 0): the data say nothing against the 
 
 from __future__ import annotations
 
-from scipy import stats
+from ._scipy import stats
 
 from ._checks import check_count
 

@@ -43,10 +43,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy import optimize, stats
-
 from ._checks import check_alpha, check_count
 from ._intervals import Interval, gap_interval, wilson_interval
+from ._scipy import optimize, stats
 from ._serialise import jsonable
 from ._table import PairedTable
 

@@ -14,9 +14,9 @@ import math
 import numbers
 
 import numpy as np
-from scipy import optimize, stats
 
 from ._checks import check_alpha, check_count, check_probability
+from ._scipy import optimize, stats
 
 POWER_TESTS: tuple[str, ...] = ("midp", "exact", "asymptotic")
 

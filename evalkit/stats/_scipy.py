@@ -1,0 +1,82 @@
+"""The few distribution functions the statistics need, on ``scipy.special`` alone.
+
+``import scipy.stats`` costs seconds (it loads every distribution, linalg and more);
+``evalkit stats paired`` and a pytest start-up must not pay that for a normal quantile
+and a binomial tail. These stand-ins keep scipy.stats' names and edge cases (a count
+below 0 or at n, a probability of 0 or 1) and are checked against scipy.stats in
+tests/unit/test_stats_distributions.py. ``optimize.brentq`` and nothing else loads
+scipy.optimize, on first use.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+from scipy import special
+
+
+def _counts(k, n) -> tuple[np.ndarray, np.ndarray]:
+    """Integer arrays, as special.bdtr requires (a float count is deprecated there)."""
+    return np.floor(np.asarray(k, dtype=float)).astype(np.int64), np.asarray(n).astype(np.int64)
+
+
+def _binom_cdf(k, n, p):
+    k, n = _counts(k, n)
+    inside = special.bdtr(np.clip(k, 0, np.maximum(n, 0)), n, p)
+    return np.where(k < 0, 0.0, np.where(k >= n, 1.0, inside))[()]
+
+
+def _binom_sf(k, n, p):
+    k, n = _counts(k, n)
+    inside = special.bdtrc(np.clip(k, 0, np.maximum(n, 0)), n, p)
+    return np.where(k < 0, 1.0, np.where(k >= n, 0.0, inside))[()]
+
+
+def _binom_logpmf(k, n, p):
+    k, n, p = np.asarray(k, dtype=float), np.asarray(n, dtype=float), np.asarray(p, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_choose = special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
+        # xlogy / xlog1py: 0 * log(0) = 0, so p = 0 or 1 gives the right point masses
+        value = log_choose + special.xlogy(k, p) + special.xlog1py(n - k, -p)
+    return np.where((k < 0) | (k > n) | (k != np.floor(k)), -np.inf, value)[()]
+
+
+def _binom_pmf(k, n, p):
+    return np.exp(_binom_logpmf(k, n, p))[()]
+
+
+def _fisher_exact(table, alternative: str = "two-sided"):
+    """Two-sided Fisher exact test of a 2x2 table: the probability, given the margins, of
+    every table no more likely than the observed one (scipy's rule, relative tolerance 1e-7)."""
+    if alternative != "two-sided":
+        raise ValueError("only the two-sided Fisher test is provided")
+    (a, b), (c, d) = np.asarray(table, dtype=np.int64).tolist()
+    row, column, total = a + b, a + c, a + b + c + d
+    if row in (0, total) or column in (0, total):
+        return np.nan, 1.0
+    low, high = max(0, row + column - total), min(row, column)
+    support = np.arange(low, high + 1, dtype=float)
+    log_pmf = (special.gammaln(column + 1) - special.gammaln(support + 1) - special.gammaln(column - support + 1)
+               + special.gammaln(total - column + 1) - special.gammaln(row - support + 1)
+               - special.gammaln(total - column - row + support + 1)
+               - (special.gammaln(total + 1) - special.gammaln(row + 1) - special.gammaln(total - row + 1)))
+    pmf = np.exp(log_pmf)
+    observed = pmf[a - low]
+    p_value = float(pmf[pmf <= observed * (1 + 1e-7)].sum())
+    odds_ratio = (a * d) / (b * c) if b * c else np.inf
+    return odds_ratio, min(1.0, p_value)
+
+
+def _brentq(*args, **kwargs):
+    from scipy import optimize as _optimize  # only the Tango interval and the power search need it
+
+    return _optimize.brentq(*args, **kwargs)
+
+
+norm = SimpleNamespace(ppf=lambda q: special.ndtri(q), cdf=lambda x: special.ndtr(x), sf=lambda x: special.ndtr(-x))
+binom = SimpleNamespace(cdf=_binom_cdf, sf=_binom_sf, pmf=_binom_pmf, logpmf=_binom_logpmf)
+chi2 = SimpleNamespace(sf=lambda x, df: special.chdtrc(df, x))
+t = SimpleNamespace(ppf=lambda q, df: special.stdtrit(df, q), sf=lambda x, df: special.stdtr(df, -np.asarray(x)))
+stats = SimpleNamespace(norm=norm, binom=binom, chi2=chi2, t=t, fisher_exact=_fisher_exact)
+optimize = SimpleNamespace(brentq=_brentq)

@@ -1,0 +1,50 @@
+"""The light distribution functions (scipy.special only) agree with scipy.stats.
+
+evalkit.stats uses them so that a CLI call or a pytest start-up does not import
+scipy.stats; here they are compared with scipy.stats itself, edge cases included.
+"""
+
+import numpy as np
+import pytest
+from scipy import stats as reference
+
+from evalkit.stats._scipy import stats
+
+
+def test_normal_quantiles_and_tails():
+    q = np.array([1e-10, 0.025, 0.05, 0.5, 0.9, 0.975, 1 - 1e-10])
+    assert np.allclose(stats.norm.ppf(q), reference.norm.ppf(q), rtol=1e-12, atol=0)
+    x = np.linspace(-9, 9, 37)
+    assert np.allclose(stats.norm.cdf(x), reference.norm.cdf(x), rtol=1e-12, atol=1e-300)
+    assert np.allclose(stats.norm.sf(x), reference.norm.sf(x), rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 40, 401, 20_000])
+@pytest.mark.parametrize("p", [0.0, 0.5, 0.037, 1.0])
+def test_binomial_cdf_sf_pmf_including_counts_outside_the_support(n, p):
+    k = np.arange(-2, n + 3)
+    # below 1e-250 scipy.stats itself underflows to 0 where scipy.special does not
+    assert np.allclose(stats.binom.cdf(k, n, p), reference.binom.cdf(k, n, p), rtol=1e-10, atol=1e-250)
+    assert np.allclose(stats.binom.sf(k, n, p), reference.binom.sf(k, n, p), rtol=1e-10, atol=1e-250)
+    assert np.allclose(stats.binom.pmf(k, n, p), reference.binom.pmf(k, n, p), rtol=1e-8, atol=1e-250)
+
+
+def test_binomial_broadcasts_like_scipy():
+    k, m = np.arange(6)[None, :], np.arange(11)[:, None]
+    assert np.allclose(stats.binom.cdf(k, m, 0.5), reference.binom.cdf(k, m, 0.5), rtol=1e-12)
+    assert np.allclose(stats.binom.pmf(k, m, 0.5), reference.binom.pmf(k, m, 0.5), rtol=1e-10)
+
+
+def test_chi_square_and_t():
+    x = np.array([0.0, 0.5, 3.841458820694124, 16 / 3, 40.0])
+    assert np.allclose(stats.chi2.sf(x, 1), reference.chi2.sf(x, 1), rtol=1e-12)
+    for df in (1, 5, 198, 10_000):
+        assert stats.t.ppf(0.975, df) == pytest.approx(reference.t.ppf(0.975, df), rel=1e-12)
+        assert stats.t.sf(2.1, df) == pytest.approx(reference.t.sf(2.1, df), rel=1e-12)
+
+
+@pytest.mark.parametrize("table", [[[3, 1], [1, 3]], [[10, 2], [3, 15]], [[0, 5], [5, 0]], [[12, 0], [0, 0]],
+                                   [[1, 9], [11, 3]], [[40, 160], [60, 140]], [[2, 2], [2, 2]]])
+def test_fisher_exact_two_sided(table):
+    # includes Fisher's tea-tasting table [[3, 1], [1, 3]] (p = 0.4857) and degenerate margins
+    assert stats.fisher_exact(table)[1] == pytest.approx(reference.fisher_exact(table)[1], rel=1e-10)
