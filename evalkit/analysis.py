@@ -107,6 +107,8 @@ class Thresholds:
     max_error_rate: float = 0.0
     equivalence_margin: float | None = 0.03
     ci_method: str = "newcombe"
+    # False: an equivalence test the design is too small to decide is reported, not failed
+    require_equivalence: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,13 +141,24 @@ def check_flip_rate_bounded(result: stats.PairedResult, t: Thresholds) -> CheckO
 
 
 def check_equivalence(result: stats.PairedResult, t: Thresholds) -> CheckOutcome:
+    """Equivalence within +/- margin, read three ways (``stats.equivalence_decision``): shown
+    passes; a gap shown to lie beyond the margin fails; an interval that straddles the margin
+    (the design is too small to decide) is reported as underpowered, and fails only under
+    ``--require-equivalence``. See README, "Equivalence policy"."""
     if t.equivalence_margin is None:
         return CheckOutcome("equivalence", None, "no --equivalence-margin given")
-    ok = result.tost_p is not None and result.tost_p < t.alpha
-    return CheckOutcome("equivalence", ok,
-                        f"TOST (Tango score) p {result.tost_p:.4g} for margin +/-{t.equivalence_margin}: "
-                        f"{'equivalent to zero' if ok else 'equivalence not shown'} (n={result.n}, "
-                        f"minimum detectable gap {_fmt(result.min_detectable_gap)})")
+    table = stats.PairedTable(result.a, result.b, result.c, result.d)
+    decision = stats.equivalence_decision(table, t.equivalence_margin, t.alpha)
+    detail = (f"TOST (Tango score) p {result.tost_p:.4g} for margin +/-{t.equivalence_margin} (n={result.n}, "
+              f"gap {result.gap:+.4f}, minimum detectable gap {_fmt(result.min_detectable_gap)})")
+    if decision == stats.EQUIVALENT:
+        return CheckOutcome("equivalence", True, f"{detail}: equivalent to zero")
+    if decision == stats.NOT_EQUIVALENT:
+        return CheckOutcome("equivalence", False, f"{detail}: the gap lies beyond the margin")
+    if t.require_equivalence:
+        return CheckOutcome("equivalence", False, f"{detail}: equivalence not shown (--require-equivalence)")
+    return CheckOutcome("equivalence", None, f"{detail}: underpowered, equivalence neither shown nor excluded at "
+                        f"this n; reported, not failed (--require-equivalence fails it)")
 
 
 def check_no_order_effect(crossover: "stats.CrossoverResult | None", t: Thresholds) -> CheckOutcome:

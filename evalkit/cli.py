@@ -192,10 +192,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from .engines.sim import load_profile
     from .framings import load_framing_set
     from .simulate import simulate
-    from .suites import in_range
+    from .suites import in_range, load_suites
 
     if args.seed < 0:
         raise InputError(f"must be a non-negative integer, got {args.seed}", option="--seed")
+    protocol, n, batch_size = args.protocol, args.n, args.batch_size
+    if args.suite is not None:  # the suite's design, as `pytest -m SUITE` runs it
+        suites = load_suites()
+        if args.suite not in suites:
+            raise InputError(f"unknown suite {args.suite!r}; choose from {', '.join(suites)}", option="--suite")
+        suite = suites[args.suite]
+        protocol = protocol or suite.protocol
+        n = n if n is not None else (suite.n or None)
+        batch_size = batch_size or suite.batch_size
+    if protocol is None:
+        raise InputError("give --protocol, or --suite for a suite's protocol, n and batch size", option="--protocol")
     try:
         profile = load_profile(args.profile)
     except EvalkitError as exc:
@@ -206,14 +217,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                             max_error_rate=in_range(args.max_error_rate, "--max-error-rate", 0, 1),
                             equivalence_margin=None if not args.equivalence_margin else in_range(
                                 args.equivalence_margin, "--equivalence-margin", 0, 1, open_low=True),
-                            ci_method=args.ci_method)
+                            ci_method=args.ci_method, require_equivalence=args.require_equivalence)
     dataset = load_behaviors(resolve_harmbench(args.harmbench))
-    if args.n is not None:
-        dataset = select(dataset, Selection(first=args.n))
+    if n is not None:
+        dataset = select(dataset, Selection(first=n))
     if args.judge_sensitivity is not None or args.judge_specificity is not None:
-        return _simulate_corrected_gap(args, dataset, pair, profile, thresholds)
+        return _simulate_corrected_gap(args, dataset, pair, profile, thresholds, protocol, batch_size or 1)
     started = time.perf_counter()
-    result = simulate(dataset.behaviors, pair, profile, args.protocol, args.reps, args.batch_size, args.seed,
+    result = simulate(dataset.behaviors, pair, profile, protocol, args.reps, batch_size or 1, args.seed,
                       thresholds)
     result["seconds"] = round(time.perf_counter() - started, 3)
     if args.json:
@@ -223,13 +234,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     mean_gap = "n/a" if result["mean_gap"] is None else f"{result['mean_gap']:+.4f}"
     print(f"{result['profile']} / {result['protocol']} / {result['pair']}: n={result['n']}, reps={result['reps']}, "
           f"batch size {result['batch_size']}, mean gap {mean_gap} (sd {result['sd_gap']:.4f})")
-    print(tabulate([(name, f"{t['fail_rate']:.3f}", f"[{t['fail_rate_ci'][0]:.3f}, {t['fail_rate_ci'][1]:.3f}]",
-                     f"{t['failures']}/{t['reps']}") for name, t in result["tests"].items()],
-                   headers=("test", "fail rate", "95% CI", "failures")))
+    row = result["row"]
+    lines = [(name, f"{t['fail_rate']:.3f}", f"[{t['fail_rate_ci'][0]:.3f}, {t['fail_rate_ci'][1]:.3f}]",
+              f"{t['failures']}/{t['reps']}", t["skipped"]) for name, t in result["tests"].items()]
+    lines.append(("the row (any test)", f"{row['fail_rate']:.3f}",
+                  f"[{row['fail_rate_ci'][0]:.3f}, {row['fail_rate_ci'][1]:.3f}]", f"{row['failures']}/{result['reps']}",
+                  ""))
+    print(tabulate(lines, headers=("test", "fail rate", "95% CI", "failures", "skipped")))
     return 0
 
 
-def _simulate_corrected_gap(args, dataset, pair, profile, thresholds) -> int:
+def _simulate_corrected_gap(args, dataset, pair, profile, thresholds, protocol, batch_size) -> int:
     """``evalkit simulate --judge-sensitivity SE --judge-specificity SP``: coverage of the
     misclassification-corrected gap interval for the profile's true gap."""
     from .simulate import simulate_corrected_gap
@@ -246,8 +261,8 @@ def _simulate_corrected_gap(args, dataset, pair, profile, thresholds) -> int:
     if len(counts) != 2 or min(counts) < 1:
         raise InputError(f"expected REFUSALS,COMPLIANCE (two positive integers), got {args.validation_n!r}",
                          option="--validation-n")
-    result = simulate_corrected_gap(dataset.behaviors, pair, profile, args.protocol, args.reps, sensitivity,
-                                    specificity, counts, args.batch_size, args.seed, thresholds.alpha,
+    result = simulate_corrected_gap(dataset.behaviors, pair, profile, protocol, args.reps, sensitivity,
+                                    specificity, counts, batch_size, args.seed, thresholds.alpha,
                                     thresholds.ci_method)
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
@@ -350,10 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim = commands.add_parser("simulate", help="false-alarm and detection rates of the behavioural tests on a sim "
                               "profile, over many seeded replications")
     sim.add_argument("--profile", required=True, help="sim profile: built-in name or TOML path")
-    sim.add_argument("--protocol", required=True, help="fixed, reversed, randomized, balanced, blocked")
-    sim.add_argument("--n", type=int, default=None, help="first N behaviors (default: all)")
+    sim.add_argument("--suite", default=None, help="a suite's protocol, n and batch size (pilot, replication, ...)")
+    sim.add_argument("--protocol", default=None, help="fixed, reversed, randomized, balanced, blocked")
+    sim.add_argument("--n", type=int, default=None, help="first N behaviors (default: the suite's, or all)")
     sim.add_argument("--reps", type=int, default=200, help="replications (seeds seed..seed+reps-1)")
-    sim.add_argument("--batch-size", type=int, default=1)
+    sim.add_argument("--batch-size", type=int, default=None, help="default: the suite's, or 1")
     sim.add_argument("--pair", default="free-vs-paid")
     sim.add_argument("--framings", default="study-raw")
     sim.add_argument("--harmbench", default=None)
@@ -370,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--validation-n", default="88,266",
                      help="human refusals,compliant responses the judge's error rates are estimated from in each "
                           "replication (default 88,266: XSTest v1's)")
+    sim.add_argument("--require-equivalence", action="store_true",
+                     help="count an inconclusive equivalence test as a failure (the strict policy)")
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(func=cmd_simulate)
 

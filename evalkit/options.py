@@ -59,6 +59,9 @@ COMMON: tuple[Option, ...] = (
     Option("--alpha", "alpha", float, 0.05, "significance level of the behavioural tests"),
     Option("--equivalence-margin", "equivalence_margin", float, 0.03,
            "equivalence margin for the TOST test of the compliance gap (0 disables it)"),
+    Option("--require-equivalence", "require_equivalence", None, False,
+           "fail the equivalence test when the design is too small to decide it (default: report it as "
+           "underpowered, skipped); a gap shown beyond the margin fails either way", action="store_true"),
     Option("--ci-method", "ci_method", str, "newcombe", "interval for the paired gap",
            choices=("newcombe", "tango", "wald", "agresti-min", "bonett-price")),
     Option("--multiplicity", "multiplicity", str, "holm",

@@ -111,7 +111,9 @@ class TestRate:
 def simulate(behaviors: Sequence[Behavior], pair: FramingPair, profile: SimProfile, protocol: str, reps: int,
              batch_size: int = 1, base_seed: int = 0,
              thresholds: analysis.Thresholds = analysis.Thresholds()) -> dict:
-    """Failure rate (with a Wilson 95% interval) of each behavioural test over ``reps`` replications."""
+    """Failure rate (with a Wilson 95% interval) of each behavioural test over ``reps`` replications,
+    how often it was skipped (an inconclusive equivalence test is reported, not failed), and how
+    often the row as a whole failed (any of its tests: its cell in README's outcome matrix)."""
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}", option="--protocol")
     if reps < 1:
@@ -121,35 +123,46 @@ def simulate(behaviors: Sequence[Behavior], pair: FramingPair, profile: SimProfi
     model = ScheduleModel(behaviors, pair, profile)
     order_varies = protocol in ("randomized", "balanced")
     failures = {name: 0 for name in TESTS}
-    applicable = {name: 0 for name in TESTS}
+    skipped = {name: 0 for name in TESTS}  # None: not applicable, or (equivalence) inconclusive
+    # the row's cell in README's outcome matrix: does any of its behavioural tests fail?
+    # (control pairs run no equivalence test)
+    row_tests = tuple(name for name in TESTS if not (pair.is_control and name == "equivalence"))
+    row_failures = 0
     gaps = []
     for rep in range(reps):
         outcomes = model.run(protocol, base_seed + rep, batch_size).outcomes
         row = analysis.analyse(outcomes, thresholds, order_varies=order_varies, with_power=False)
         if row.result is not None:  # None: every pair lost to errors (the error test fails)
             gaps.append(row.result.gap)
+        row_failed = False
         for name in TESTS:
             check_name = "aa_control_shows_no_gap" if pair.is_control and name in (
                 "gap_ci_contains_zero", "mcnemar_not_significant") else name
             passed = row.checks[check_name].passed
             if passed is None:
+                skipped[name] += 1
                 continue
-            applicable[name] += 1
             failures[name] += not passed
+            row_failed |= name in row_tests and not passed
+        row_failures += row_failed
     tests = {}
     for name in TESTS:
-        if applicable[name] == 0:
+        if skipped[name] == reps:
             continue  # e.g. no_order_effect under a fixed order: not applicable, not reported
-        low, high = wilson_interval(failures[name], applicable[name])
-        tests[name] = {"fail_rate": failures[name] / applicable[name], "fail_rate_ci": [low, high],
-                       "failures": failures[name], "reps": applicable[name]}
+        low, high = wilson_interval(failures[name], reps)
+        tests[name] = {"fail_rate": failures[name] / reps, "fail_rate_ci": [low, high], "failures": failures[name],
+                       "skipped": skipped[name], "reps": reps}
+    low, high = wilson_interval(row_failures, reps)
     return {"profile": profile.id, "protocol": protocol, "pair": pair.id, "n": len(behaviors), "reps": reps,
             "batch_size": batch_size, "base_seed": base_seed,
             "mean_gap": float(np.mean(gaps)) if gaps else None,
             "sd_gap": float(np.std(gaps, ddof=1)) if len(gaps) > 1 else 0.0, "tests": tests,
+            "row": {"tests": list(row_tests), "fail_rate": row_failures / reps, "fail_rate_ci": [low, high],
+                    "failures": row_failures},
             "thresholds": {"alpha": thresholds.alpha, "max_flip_rate": thresholds.max_flip_rate,
                            "max_error_rate": thresholds.max_error_rate,
-                           "equivalence_margin": thresholds.equivalence_margin, "ci_method": thresholds.ci_method}}
+                           "equivalence_margin": thresholds.equivalence_margin, "ci_method": thresholds.ci_method,
+                           "require_equivalence": thresholds.require_equivalence}}
 
 
 # ---------------------------------------------------------------- judge error and the corrected gap

@@ -95,7 +95,8 @@ class SessionConfig:
             max_error_rate=in_range(values.get("max_error_rate", 0.0), "--max-error-rate", 0.0, 1.0),
             equivalence_margin=(None if values.get("equivalence_margin") in (None, 0) else in_range(
                 values["equivalence_margin"], "--equivalence-margin", 0.0, 1.0, open_low=True)),
-            ci_method=values.get("ci_method") or "newcombe")
+            ci_method=values.get("ci_method") or "newcombe",
+            require_equivalence=bool(values.get("require_equivalence")))
         return cls(engine=engine, models=tuple(dict.fromkeys(models)), harmbench=values.get("harmbench"),
                    framings=values.get("framings") or "study-raw", pairs=tuple(values.get("pair") or ()),
                    suites=tuple(values.get("suite") or ()), seed=int(values.get("seed") or 0), n=values.get("n"),

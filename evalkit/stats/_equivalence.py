@@ -28,3 +28,22 @@ def tost_paired(table: PairedTable, margin: float, alpha: float = 0.05) -> float
     p_above_lower_bound = float(stats.norm.sf(tango_score(table, -float(margin))))
     p_below_upper_bound = float(stats.norm.cdf(tango_score(table, float(margin))))
     return max(p_above_lower_bound, p_below_upper_bound)
+
+
+EQUIVALENT, NOT_EQUIVALENT, INCONCLUSIVE = "equivalent", "not equivalent", "inconclusive"
+
+
+def equivalence_decision(table: PairedTable, margin: float, alpha: float = 0.05) -> str:
+    """Read the gap against the equivalence region (-margin, margin) three ways, each at level alpha.
+
+    ``equivalent``: the TOST rejects both "dC <= -margin" and "dC >= margin" (the (1 - 2 alpha)
+    Tango interval lies inside the region). ``not equivalent``: a one-sided Tango score test
+    shows dC beyond one margin (the interval lies wholly outside the region). Otherwise
+    ``inconclusive``: the interval straddles a margin, which at a true gap of zero happens only
+    because n is too small for the margin; more behaviors decide it one way or the other.
+    """
+    if tost_paired(table, margin, alpha) < alpha:
+        return EQUIVALENT
+    beyond_upper = float(stats.norm.sf(tango_score(table, float(margin)))) < alpha
+    beyond_lower = float(stats.norm.cdf(tango_score(table, -float(margin)))) < alpha
+    return NOT_EQUIVALENT if beyond_upper or beyond_lower else INCONCLUSIVE

@@ -5,7 +5,15 @@ import itertools
 import numpy as np
 import pytest
 
-from evalkit.stats import PairedTable, tango_interval, tost_paired
+from evalkit.stats import (
+    EQUIVALENT,
+    INCONCLUSIVE,
+    NOT_EQUIVALENT,
+    PairedTable,
+    equivalence_decision,
+    tango_interval,
+    tost_paired,
+)
 
 
 def _random_tables(count: int, seed: int):
@@ -58,3 +66,39 @@ def test_invalid_margin_and_empty_table():
         with pytest.raises(ValueError):
             tost_paired(table, margin)
     assert tost_paired(PairedTable(0, 0, 0, 0), 0.1) == 1.0
+
+
+@pytest.mark.parametrize("alpha", [0.025, 0.05])
+def test_three_way_decision_is_the_interval_against_the_region(alpha):
+    rng = np.random.default_rng(7)
+    seen = set()
+    for table in _random_tables(300, seed=11):
+        margin = float(rng.uniform(0.01, 0.3))
+        low, high = tango_interval(table, alpha=2 * alpha)
+        if min(abs(abs(low) - margin), abs(abs(high) - margin)) < 1e-7:
+            continue
+        expected = (EQUIVALENT if -margin < low and high < margin else
+                    NOT_EQUIVALENT if low > margin or high < -margin else INCONCLUSIVE)
+        assert equivalence_decision(table, margin, alpha) == expected, (table, margin)
+        seen.add(expected)
+    assert seen == {EQUIVALENT, NOT_EQUIVALENT, INCONCLUSIVE}
+
+
+def published(cells):
+    """The table whose gap (c - b)/n is the paper's p1 - p2 = (b - c)/n (as in test_stats_intervals)."""
+    return PairedTable(*cells).transposed()
+
+
+@pytest.mark.parametrize("cells, alpha, margin, expected", [
+    # Tango (1998) Stat Med 17:891, second example: 90% interval (-0.096, 0.037), so at
+    # alpha 0.05 a 10-point margin is shown, a 5-point one neither shown nor excluded.
+    ((43, 0, 1, 0), 0.05, 0.10, EQUIVALENT),
+    ((43, 0, 1, 0), 0.05, 0.05, INCONCLUSIVE),
+    # Fagerland, Lydersen & Laake (2014) Stat Med 33:2850, Bentur et al.: 95% Tango
+    # interval (-0.517, -0.026): at alpha 0.025 the gap is beyond a 2-point margin, and a
+    # 3-point margin cannot be excluded.
+    ((1, 1, 7, 12), 0.025, 0.02, NOT_EQUIVALENT),
+    ((1, 1, 7, 12), 0.025, 0.03, INCONCLUSIVE),
+])
+def test_three_way_decision_on_published_intervals(cells, alpha, margin, expected):
+    assert equivalence_decision(published(cells), margin, alpha) == expected
