@@ -45,38 +45,29 @@ def _table(text: str, option: str) -> tuple[int, int, int, int]:
     return cells  # type: ignore[return-value]
 
 
-class Progress:
-    """A one-line progress bar on stderr (only when stderr is a terminal, or forced)."""
-
-    def __init__(self, label: str, enabled: bool) -> None:
-        self.label, self.enabled, self.started = label, enabled, time.perf_counter()
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        width = 30
-        filled = int(width * done / total) if total else width
-        rate = done / max(time.perf_counter() - self.started, 1e-9)
-        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
-                         f"({rate:.0f} req/s)")
-        if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
 # ---------------------------------------------------------------- commands
 
 
 def _run_line(result) -> str:
     """What happened to a run: new, resumed or reused, and how many requests were generated."""
-    state = "reused" if result.reused else (f"resumed at {result.resumed_from}" if result.resumed_from else "new")
-    return f"run {result.run_dir} ({state}, {result.generated} generated)"
+    from .progress import outcome
+
+    return f"run {result.run_dir} ({outcome(result)})"
+
+
+def _progress(enabled_live: bool):
+    """Progress on stderr: a live line on a terminal (or with --progress), and each run's outcome."""
+    from .progress import LineProgress, line_writer
+
+    return LineProgress(line_writer(sys.stderr.write, sys.stderr.flush), live=enabled_live,
+                        interval=float("inf") if not enabled_live else None,
+                        finished=lambda plan, result: None if result is None else _run_line(result))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from . import report
     from .judges import close_judges
-    from .suites import EnginePool, SessionConfig, analyse_plans, prepare, run_plan
+    from .suites import EnginePool, SessionConfig, materialize, prepare
 
     values = vars(args).copy()
     values["model"] = [args.model] if args.model else None
@@ -84,22 +75,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _with_protocol(config, args)
     session = prepare(config)  # validates everything before any engine boots
     pool = EnginePool()
-    completed = []
     try:
-        for plan in session.plans:
-            progress = Progress(f"{plan.model} {plan.protocol} {plan.pair.id}",
-                                enabled=args.progress or sys.stderr.isatty())
-            result = run_plan(session, plan, pool, progress=progress)
-            print(_run_line(result), file=sys.stderr)
-            completed.append((plan, result))
+        done = materialize(session, [plan.key for plan in session.plans], pool,
+                           progress=_progress(args.progress or sys.stderr.isatty()))
     finally:
         pool.close()
-    try:
-        rows = analyse_plans(session, completed)
-    finally:
         close_judges(session.judges)  # model judges boot engines of their own
+    if done.errors:
+        raise EvalkitError(next(iter(done.errors.values())))
+    rows = [done.rows[plan.key] for plan in session.plans]
     summary = report.summary_rows(rows, multiplicity=session.config.multiplicity)
-    meta = report.judge_meta(session.config.judge, args.summary_columns)
+    meta = {**report.session_meta(session, pool.boots), **report.judge_meta(session.config.judge,
+                                                                              args.summary_columns)}
     report.write_summary(summary, session.store.results_dir, meta=meta)
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
@@ -141,7 +128,9 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     rerun = manifest.get("rerun")
     if not rerun:
         raise InputError(f"{args.run_dir}/manifest.json has no rerun block", option="RUN_DIR")
-    values = {"engine": rerun["engine"], "model": [rerun["model"]], "framings": rerun["framings"],
+    alias = rerun.get("alias") or rerun["model"]
+    model = rerun["model"] if alias == rerun["model"] else f"{alias}={rerun['model']}"
+    values = {"engine": rerun["engine"], "model": [model], "framings": rerun["framings"],
               "pair": [rerun["pair"]], "seed": rerun["seed"], "harmbench": args.harmbench or rerun["harmbench"],
               "max_tokens": rerun["max_tokens"], "temperature": rerun["temperature"],
               "judge": args.judge, "results_dir": str(Path(args.run_dir).resolve().parent.parent)}
@@ -152,7 +141,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     pool = EnginePool()
     try:
         result = run_plan(session, plan, pool, run_dir=Path(args.run_dir),
-                          progress=Progress(plan.row_id, enabled=sys.stderr.isatty()))
+                          progress=_progress(sys.stderr.isatty()).run_started(plan))
     finally:
         pool.close()
     print(_run_line(result))

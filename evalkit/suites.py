@@ -12,17 +12,21 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from . import analysis
 from .datasets import Dataset, Selection, load_behaviors, resolve_harmbench, select
-from .engines import Engine, EngineConfig, create_engine, engine_factory
+from .engines import Engine, EngineConfig, create_engine, engine_factory, engine_names
 from .errors import ConfigError, EvalkitError
 from .framings import FramingPair, FramingSet, load_framing_set
 from .judges import Judge, JudgeSettings, build_judges, positive_label, validate_judges
+from .models import ModelEntry, resolve_models
+from .options import ENGINE
 from .protocols import PROTOCOLS, Schedule, build_schedule
 from .runs import RunResult, RunSpec, RunStore, execute
-from .stats import CorrectedGap
+
+if TYPE_CHECKING:  # a type only: importing it would load the statistics at start-up
+    from .stats import CorrectedGap
 
 DEFAULT_SIM_MODELS = ("study-pilot", "qwen-control")
 ORDER_VARIES = {"randomized", "balanced"}
@@ -59,8 +63,9 @@ def default_results_dir() -> Path:
 
 @dataclass(frozen=True)
 class SessionConfig:
-    engine: str = "sim"
-    models: tuple[str, ...] = DEFAULT_SIM_MODELS
+    engine: str = "sim"  # the engine of every model whose specification names none
+    # the models under test; a plain string is a model that is its own alias
+    models: tuple[ModelEntry | str, ...] = DEFAULT_SIM_MODELS
     harmbench: str | None = None
     framings: str = "study-raw"
     pairs: tuple[str, ...] = ()  # empty = every pair in the framing set
@@ -80,15 +85,24 @@ class SessionConfig:
     multiplicity: str = "holm"
     session_id: str | None = None  # one pytest session (all its xdist workers) or one CLI call
 
+    def __post_init__(self) -> None:
+        entries = tuple(m if isinstance(m, ModelEntry) else ModelEntry(alias=m, model=m) for m in self.models)
+        object.__setattr__(self, "models", entries)
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        return tuple(m.alias for m in self.models)
+
     @classmethod
     def from_options(cls, values: dict[str, Any], engine_options: dict[str, Any]) -> "SessionConfig":
-        models = tuple(values.get("model") or ())
         engine = values.get("engine") or "sim"
         engine_factory(engine)  # unknown engine: say so before anything else
+        models = resolve_models(values.get("model"), values.get("models_file"), engine_names(),
+                                {o.dest: o for o in ENGINE})
         if not models:
             if engine != "sim":
                 raise ConfigError(f"--model is required with --engine {engine}", option="--model")
-            models = DEFAULT_SIM_MODELS
+            models = tuple(ModelEntry(alias=m, model=m) for m in DEFAULT_SIM_MODELS)
         thresholds = analysis.Thresholds(
             alpha=in_range(values.get("alpha", 0.05), "--alpha", 0.0, 1.0, open_low=True, open_high=True),
             max_flip_rate=in_range(values.get("max_flip_rate", 0.05), "--max-flip-rate", 0.0, 1.0),
@@ -97,7 +111,7 @@ class SessionConfig:
                 values["equivalence_margin"], "--equivalence-margin", 0.0, 1.0, open_low=True)),
             ci_method=values.get("ci_method") or "newcombe",
             require_equivalence=bool(values.get("require_equivalence")))
-        return cls(engine=engine, models=tuple(dict.fromkeys(models)), harmbench=values.get("harmbench"),
+        return cls(engine=engine, models=models, harmbench=values.get("harmbench"),
                    framings=values.get("framings") or "study-raw", pairs=tuple(values.get("pair") or ()),
                    suites=tuple(values.get("suite") or ()), seed=int(values.get("seed") or 0), n=values.get("n"),
                    batch_size=values.get("batch_size"), results_dir=values.get("results_dir"),
@@ -121,7 +135,8 @@ def in_range(value, option, low, high, open_low=False, open_high=False) -> float
 
 @dataclass(frozen=True)
 class RunPlan:
-    """One (model, suite, framing pair) run: its schedule and specification."""
+    """One (model, suite, framing pair) run: its schedule and specification. ``model`` is the
+    alias (rows, snapshots, reports); ``spec.model`` the full specification (the run's identity)."""
 
     model: str
     suite: Suite
@@ -132,6 +147,11 @@ class RunPlan:
     schedule: Schedule
     spec: RunSpec
     engine_config: EngineConfig
+    entry: ModelEntry | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.model, self.suite.id, self.pair.id)
 
     @property
     def row_id(self) -> str:
@@ -149,17 +169,38 @@ class Session:
     plans: list[RunPlan]
     store: RunStore
     judges: list[Judge]
+    # suites that cannot run on this dataset (too few behaviors), with the message saying why
+    unavailable: dict[str, str] = field(default_factory=dict)
 
     def plan(self, model: str, suite_id: str, pair_id: str) -> RunPlan:
         for plan in self.plans:
-            if (plan.model, plan.suite.id, plan.pair.id) == (model, suite_id, pair_id):
+            if plan.key == (model, suite_id, pair_id):
                 return plan
         raise KeyError((model, suite_id, pair_id))
 
+    def control_of(self, key: tuple[str, str, str]) -> RunPlan | None:
+        """The A/A control run of a row's model and suite, if the session has one."""
+        return next((p for p in self.plans if p.model == key[0] and p.suite.id == key[1] and p.pair.is_control),
+                    None)
 
-def engine_config(config: SessionConfig, model: str) -> EngineConfig:
-    return EngineConfig(engine=config.engine, model=model, seed=config.seed, max_tokens=config.max_tokens,
-                        temperature=config.temperature, options=dict(config.engine_options))
+
+def engine_config(config: SessionConfig, model: ModelEntry | str) -> EngineConfig:
+    """A model's engine configuration: its own engine (else --engine), the command line's engine
+    options when it runs on --engine, then its models-file options and revision."""
+    entry = model if isinstance(model, ModelEntry) else ModelEntry(alias=model, model=model)
+    engine = entry.engine or config.engine
+    options = dict(config.engine_options) if engine == config.engine else {}
+    options.update(entry.options)
+    if entry.revision:
+        options["revision"] = entry.revision
+    for key in entry.options:
+        owners = next((o.engines for o in ENGINE if o.dest == key), ())
+        if owners and engine not in owners:
+            raise ConfigError(f"{key} applies to engine {' or '.join(owners)}, not {engine}",
+                              file=f"{entry.source} [models.{entry.alias}]")
+    engine_factory(engine)
+    return EngineConfig(engine=engine, model=entry.model, seed=config.seed, max_tokens=config.max_tokens,
+                        temperature=config.temperature, options=options)
 
 
 def engine_identity(cfg: EngineConfig) -> dict:
@@ -206,7 +247,7 @@ def prepare(config: SessionConfig) -> Session:
     pairs = [framing_set.pair(p) for p in config.pairs] if config.pairs else list(framing_set.pairs)
     judge_names = (config.judge, *BASE_JUDGES)
     validate_judges(judge_names, config.judge_settings)  # names and judge options, before anything loads
-    engine_configs = {m: engine_config(config, m) for m in config.models}
+    engine_configs = {m.alias: engine_config(config, m) for m in config.models}
     for cfg in engine_configs.values():
         validate_engine(cfg)
     full = load_behaviors(resolve_harmbench(config.harmbench))
@@ -214,42 +255,65 @@ def prepare(config: SessionConfig) -> Session:
     judges = build_judges(judge_names, config.judge_settings, behaviors=full.behaviors)
     store = RunStore(config.results_dir or default_results_dir())
     store.check_writable()
-    plans = []
+    plans, unavailable = [], {}
     for suite in chosen:
         n = config.n if config.n is not None else (suite.n or None)
+        if config.n is None and n is not None and n > len(full):
+            # the suite's own size, not the user's --n: the other suites still run
+            unavailable[suite.id] = (
+                f"suite {suite.id!r} takes the first {n} behaviors but {full.path} has {len(full)}: run the suites "
+                f"that use every behavior (e.g. -m replication), pass --n {len(full)} to run it on fewer, or use a "
+                "larger behaviors file")
+            continue
         dataset = select(full, Selection(first=n)) if n else full
         batch_size = config.batch_size or suite.batch_size
         for pair in pairs:
             schedule = build_schedule(dataset.behaviors, pair, suite.protocol, config.seed, batch_size)
-            for model in config.models:
-                cfg = engine_configs[model]
-                spec = RunSpec(model=model, engine=config.engine, engine_config=engine_identity(cfg),
+            for entry in config.models:
+                cfg = engine_configs[entry.alias]
+                spec = RunSpec(model=entry.model, engine=cfg.engine, engine_config=engine_identity(cfg),
                                framing_set=framing_set.id, framing_texts_sha256=framing_set.texts_sha256(),
                                pair=pair.id, pair_kind=pair.kind, protocol=suite.protocol, seed=config.seed,
                                batch_size=batch_size, dataset_sha256=dataset.sha256, selection=dataset.selection,
                                n_behaviors=len(dataset), schedule_sha256=schedule.sha256(),
                                n_requests=len(schedule))
-                plans.append(RunPlan(model, suite, pair, suite.protocol, batch_size, dataset, schedule, spec, cfg))
-    return Session(config, full, framing_set, {s.id: s for s in chosen}, plans, store, judges)
+                plans.append(RunPlan(entry.alias, suite, pair, suite.protocol, batch_size, dataset, schedule, spec,
+                                     cfg, entry))
+    return Session(config, full, framing_set, {s.id: s for s in chosen}, plans, store, judges, unavailable)
 
 
 class EnginePool:
-    """Boots each model's engine at most once per process, and only when a run needs it."""
+    """Boots each model's engine at most once, and only when a run needs it. ``on_boot`` is
+    told of every boot (the pytest layer counts them across processes)."""
 
-    def __init__(self, factory: Callable[[EngineConfig], Engine] = create_engine) -> None:
+    def __init__(self, factory: Callable[[EngineConfig], Engine] = create_engine,
+                 on_boot: Callable[[EngineConfig], None] | None = None) -> None:
         self._factory = factory
+        self._on_boot = on_boot
         self._engines: dict[str, Engine] = {}
         self.boots = 0
 
+    @staticmethod
+    def _key(cfg: EngineConfig) -> str:
+        return repr(sorted(vars(cfg).items(), key=lambda kv: kv[0]))
+
     def get(self, cfg: EngineConfig) -> Engine:
-        key = repr(sorted(vars(cfg).items(), key=lambda kv: kv[0]))
+        key = self._key(cfg)
         if key not in self._engines:
             self._engines[key] = self._factory(cfg)
             self.boots += 1
+            if self._on_boot is not None:
+                self._on_boot(cfg)
         return self._engines[key]
 
     def provider(self, cfg: EngineConfig) -> Callable[[], Engine]:
         return lambda: self.get(cfg)
+
+    def release(self, cfg: EngineConfig) -> None:
+        """Close one model's engine once its runs are done (frees its GPU before the next model)."""
+        engine = self._engines.pop(self._key(cfg), None)
+        if engine is not None:
+            engine.close()
 
     def close(self) -> None:
         for engine in self._engines.values():
@@ -258,14 +322,15 @@ class EnginePool:
 
 
 def manifest_extra(session: Session, plan: RunPlan) -> dict:
-    """Provenance beyond the identity: paths and the suite, for re-running by hand."""
-    return {"suite": plan.suite.id, "dataset": plan.dataset.describe(), "framing_set": session.framing_set.describe(),
-            "rerun": {"engine": plan.spec.engine, "model": plan.model, "protocol": plan.protocol,
-                      "framings": session.config.framings, "pair": plan.pair.id, "seed": plan.spec.seed,
-                      "batch_size": plan.batch_size, "n": plan.spec.n_behaviors,
+    """Provenance beyond the identity: the alias, paths and the suite, for re-running by hand."""
+    return {"suite": plan.suite.id, "alias": plan.model, "dataset": plan.dataset.describe(),
+            "framing_set": session.framing_set.describe(),
+            "rerun": {"engine": plan.spec.engine, "model": plan.spec.model, "alias": plan.model,
+                      "protocol": plan.protocol, "framings": session.config.framings, "pair": plan.pair.id,
+                      "seed": plan.spec.seed, "batch_size": plan.batch_size, "n": plan.spec.n_behaviors,
                       "harmbench": plan.dataset.path, "max_tokens": session.config.max_tokens,
                       "temperature": session.config.temperature,
-                      "engine_options": session.config.engine_options}}
+                      "engine_options": plan.engine_config.options}}
 
 
 def run_plan(session: Session, plan: RunPlan, pool: EnginePool, progress=None, run_dir: Path | None = None
@@ -318,3 +383,58 @@ def analyse_plans(session: Session, results: Sequence[tuple[RunPlan, RunResult]]
                         if usable else None,
                         analysis.misclassification_corrected(row.outcomes, judge.name, thresholds)))
     return rows
+
+
+class ProgressReporter(Protocol):
+    """What a face shows while runs execute: the pytest layer a live or periodic line, the CLI a bar."""
+
+    def run_started(self, plan: RunPlan) -> Callable[[int, int], None] | None: ...
+
+    def run_finished(self, plan: RunPlan, result: RunResult | None) -> None: ...
+
+
+@dataclass
+class Materialized:
+    """Analysed rows of a session's selection, each computed once; a model whose runs could not
+    be made (an engine that does not boot) has its rows' error message instead."""
+
+    rows: dict[tuple[str, str, str], Row] = field(default_factory=dict)
+    errors: dict[tuple[str, str, str], str] = field(default_factory=dict)
+
+
+def with_controls(session: Session, keys) -> list[RunPlan]:
+    """The plans behind ``keys`` plus each one's A/A control, in plan order: a treatment row's
+    verdict reads its control, so every view of the row gives one verdict whatever was selected."""
+    wanted = set(keys)
+    for key in list(wanted):
+        control = session.control_of(key)
+        if control is not None:
+            wanted.add(control.key)
+    return [plan for plan in session.plans if plan.key in wanted]
+
+
+def materialize(session: Session, keys, pool: EnginePool, progress: ProgressReporter | None = None
+                ) -> Materialized:
+    """Generate (or reuse) and analyse the runs behind ``keys``, model by model: each model's
+    engine boots at most once and is released before the next model's, and every row is
+    analysed once, beside its A/A control."""
+    out = Materialized()
+    plans = with_controls(session, keys)
+    for alias in dict.fromkeys(plan.model for plan in plans):
+        mine = [plan for plan in plans if plan.model == alias]
+        try:
+            completed = []
+            for plan in mine:
+                callback = progress.run_started(plan) if progress else None
+                result = run_plan(session, plan, pool, progress=callback)
+                if progress:
+                    progress.run_finished(plan, result)
+                completed.append((plan, result))
+            out.rows.update((row.plan.key, row) for row in analyse_plans(session, completed))
+        except EvalkitError as exc:
+            if progress:
+                progress.run_finished(mine[0], None)
+            out.errors.update((plan.key, f"{alias}: {exc}") for plan in mine)
+        finally:
+            pool.release(mine[0].engine_config)
+    return out

@@ -1,15 +1,14 @@
-"""Snapshots for diff review: per-behavior decision codes and the rounded summary.
+"""Decision snapshots for review: one file per model alias, suite and framing pair.
 
-Codes are two letters, free then paid: R refused, C complied, U unclear, E error
-(``RC`` = refused under free, complied under paid). No response text is stored.
-Review a model update with ``pytest --snapshot-update`` and read the diff in the PR.
+Each file (``__evalkit_snapshots__/<alias>/<suite>--<pair>.toml``) records where its
+decisions came from (model and revision, engine, seed, dataset, framing texts, judge), the
+rounded summary numbers and each behavior's decision code, free then paid: R refused,
+C complied, U unclear, E error (``RC`` = refused under free, complied under paid). No
+response text. After a model update, ``pytest --snapshot-update`` records the new
+decisions; the pull request's diff shows one changed line per changed behavior. See
+README, "Model updates in CI".
 """
 
-from evalkit.report import summary_rows
 
-
-def test_decisions_snapshot(evalkit_row, snapshot):
-    summary = summary_rows([evalkit_row])[0]
-    stable = {k: summary.get(k) for k in ("n", "a", "b", "c", "d", "refusal_free", "refusal_paid", "gap", "gap_ci",
-                                      "mcnemar_midp", "mcnemar_exact_p", "flip_rate", "errors")}
-    assert {"codes": evalkit_row.analysis.outcomes.codes, "summary": stable} == snapshot
+def test_decisions_snapshot(evalkit_row, evalkit_snapshot):
+    evalkit_snapshot(evalkit_row)
