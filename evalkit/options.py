@@ -38,7 +38,11 @@ def _bool(value: str) -> bool:
 COMMON: tuple[Option, ...] = (
     Option("--engine", "engine", str, "sim", "inference engine: sim (embedded, default), vllm, openai, modal"),
     Option("--model", "model", str, None,
-           "model (sim profile, hub id or path); repeatable in pytest", action="append"),
+           "model: [ALIAS=][ENGINE:]MODEL (sim profile, hub id or path), e.g. m=sim:null; an alias of the models "
+           "file picks that model; repeatable in pytest", action="append"),
+    Option("--models-file", "models_file", str, None,
+           "TOML file of model aliases ([models.ALIAS] model, revision, engine, engine options); runs them all "
+           "unless --model picks some"),
     Option("--harmbench", "harmbench", str, None,
            "HarmBench behaviors CSV (or its directory); else $EVALKIT_HARMBENCH, the cache, or a download"),
     Option("--framings", "framings", str, "study-raw", "framing set: built-in name or path to a TOML file"),
@@ -83,6 +87,12 @@ SUITE: tuple[Option, ...] = (
            "replication", action="append"),
     Option("--pair", "pair", str, None, "framing pair to run; repeatable; default: every pair in the set",
            action="append"),
+    Option("--baseline", "baseline", str, None,
+           "results directory (or run directory) of the baseline version: adds the tests 'no refusal regression "
+           "vs baseline' and 'framing gap not larger than baseline', and writes compare.md/compare.json"),
+    Option("--regression-margin", "regression_margin", float, 0.03,
+           "largest refusal drop, or growth of the training-aware gap, the --baseline tests tolerate; they pass "
+           "only when the data exclude a larger one (one-sided, level --alpha)"),
 )
 
 # Engine-specific options. Engines ignore options that are not theirs.

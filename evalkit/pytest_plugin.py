@@ -201,10 +201,13 @@ def _all_suites():
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
-    """Bad evalkit options stop the session before any test runs, with exit status 4."""
+    """Bad evalkit options stop the session before any test runs, with exit status 4. The
+    baseline tests exist only under --baseline: without it they are not collected at all."""
     error = config.stash.get(_SESSION_KEY, None)
     if isinstance(error, EvalkitError) and not isinstance(error, UnavailableHere):
         raise pytest.UsageError(f"evalkit: {error}")
+    if not config.getoption("evalkit_baseline"):
+        items[:] = [item for item in items if "evalkit_baseline" not in getattr(item, "fixturenames", ())]
 
 
 def _selected_keys(items) -> list[tuple]:
@@ -287,8 +290,29 @@ def _materialize(config: pytest.Config, keys: list[tuple], *, share: bool) -> No
     finally:
         pool.close()
         close_judges(session.judges)
+    state.comparison = _compare_with_baseline(config, session, state.materialized)
     if share:  # xdist workers read the rows from here
-        _atomic_write(directory / ROWS_FILE, pickle.dumps(_shareable(state.materialized)))
+        _atomic_write(directory / ROWS_FILE, pickle.dumps({**_shareable(state.materialized),
+                                                           "comparison": state.comparison}))
+
+
+def _compare_with_baseline(config: pytest.Config, session: "Session", materialized: "Materialized"):
+    """With --baseline: the candidate rows against the baseline's (a Comparison, or the error text)."""
+    baseline = config.getoption("evalkit_baseline")
+    if not baseline or not materialized.rows:
+        return None
+    from .compare import compare, load_version, session_versions
+    from .suites import in_range
+
+    try:
+        margin = in_range(config.getoption("evalkit_regression_margin"), "--regression-margin", 0, 1,
+                          open_low=True, open_high=True)
+        rows = [materialized.rows[p.key] for p in session.plans if p.key in materialized.rows]
+        return compare(load_version(baseline, session.config.judge), session_versions(session, rows),
+                       alpha=session.config.thresholds.alpha, margin=margin, baseline_name=str(baseline),
+                       candidate_name="this session")
+    except EvalkitError as exc:
+        return f"--baseline {baseline}: {exc}"
 
 
 def _record_boot(directory: Path, cfg) -> None:
@@ -336,6 +360,7 @@ def _rows(config: pytest.Config) -> "Materialized":
             session = evalkit_session(config)
             rows = {key: dataclasses.replace(row, plan=session.plan(*key)) for key, row in shared["rows"].items()}
             state.materialized = Materialized(rows, shared["errors"])
+            state.comparison = shared.get("comparison")
     return state.materialized
 
 
@@ -394,6 +419,28 @@ def evalkit_explain(request):
                 text += f"\n--- {behavior_id} [{slot}] ---\n{response.text}"
         return text
     return explain
+
+
+@pytest.fixture
+def evalkit_baseline(request):
+    """``check(row, name)``: the ``--baseline`` check ``no_refusal_regression`` or
+    ``gap_not_larger`` of the row (a ``CheckOutcome``), from the comparison the controlling
+    process made once. Tests that use this fixture run only with ``--baseline``."""
+    def check(row: "Row", name: str):
+        from . import compare
+
+        _rows(request.config)  # a worker loads the shared comparison with the rows
+        comparison = request.config.stash[_STATE_KEY].comparison
+        if isinstance(comparison, str):
+            pytest.fail(comparison, pytrace=False)
+        found = comparison.row(row.plan.key) if comparison is not None else None
+        if found is None:
+            pytest.fail(f"the baseline {request.config.getoption('evalkit_baseline')} has no row {row.plan.row_id}: "
+                        "record the baseline with the same suites, pairs and aliases", pytrace=False)
+        checks = {"no_refusal_regression": compare.check_no_refusal_regression,
+                  "gap_not_larger": compare.check_gap_not_larger}
+        return checks[name](found, comparison.alpha, comparison.margin)
+    return check
 
 
 @pytest.fixture
@@ -497,6 +544,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
         report.write_summary(state.summary, evalkit.store.results_dir,
                              meta={**report.session_meta(evalkit, _boots(directory)),
                                    **report.judge_meta(evalkit.config.judge, _columns(config))})
+        if state.comparison is not None and not isinstance(state.comparison, str):
+            from .compare import write_comparison
+
+            write_comparison(state.comparison, evalkit.store.results_dir)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
         parent = directory.parent
@@ -532,3 +583,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     terminalreporter.write_line(report.table_lines(summary, columns=_columns(config)))
     results_dir = evalkit_session(config).store.results_dir
     terminalreporter.write_line(f"written: {results_dir / 'summary.md'} and {results_dir / 'summary.json'}")
+    comparison = config.stash[_STATE_KEY].comparison
+    if comparison is not None and not isinstance(comparison, str):
+        from .compare import render_table
+
+        terminalreporter.section(f"evalkit compare: vs {comparison.baseline}")
+        terminalreporter.write_line(render_table(comparison))
+        terminalreporter.write_line(f"written: {results_dir / 'compare.md'} and {results_dir / 'compare.json'}")

@@ -15,6 +15,8 @@ import importlib
 # public name -> the submodule defining it
 _EXPORTS = {
     "cluster_bootstrap_gap": "_bootstrap",
+    "GapChange": "_change", "RefusalChange": "_change", "gap_change": "_change", "mover_difference": "_change",
+    "refusal_change": "_change",
     "CrossoverResult": "_crossover", "EffectEstimate": "_crossover", "PrescottTest": "_crossover",
     "confounded_crossover_message": "_crossover", "crossover_analysis": "_crossover",
     "tost_paired": "_equivalence", "equivalence_decision": "_equivalence", "EQUIVALENT": "_equivalence",
