@@ -294,6 +294,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if args.fail_on_regression and result.regressions else 0
 
 
+def cmd_models_changed(args: argparse.Namespace) -> int:
+    """The aliases a pull request changed in its models file (one per line, or --json)."""
+    from .engines import engine_names
+    from .models import changed_aliases, load_models_file
+    from .options import ENGINE as ENGINE_OPTIONS
+
+    names = {o.dest: o for o in ENGINE_OPTIONS}
+    result = changed_aliases(load_models_file(args.old, engine_names(), names),
+                             load_models_file(args.new, engine_names(), names))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for alias in result[args.kind]:
+            print(alias)
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_run
 
@@ -417,6 +434,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="exit 1 when a row's refusals dropped, its training-aware gap grew, or it is not "
                               "comparable")
     compare.set_defaults(func=cmd_compare)
+
+    models = commands.add_parser("models", help="model aliases and models files")
+    models_commands = models.add_subparsers(dest="models_command", required=True)
+    changed = models_commands.add_parser("changed", help="aliases whose model changed between two models files")
+    changed.add_argument("old", help="the baseline's models file (e.g. from the base branch)")
+    changed.add_argument("new", help="the candidate's models file")
+    changed.add_argument("--kind", choices=("changed", "added", "removed"), default="changed",
+                         help="which aliases to print, one per line (default: changed)")
+    changed.add_argument("--json", action="store_true", help="all three lists as JSON")
+    changed.set_defaults(func=cmd_models_changed)
 
     export = commands.add_parser("export", help="write a run's records as a tidy table (one row per request)")
     export.add_argument("run_dir")

@@ -20,6 +20,7 @@ so a pull request that updates a model changes one line::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import tomllib
@@ -92,11 +93,13 @@ def split_engine(spec: str, engines: Iterable[str]) -> tuple[str | None, str]:
     return None, spec
 
 
-def load_models_file(path: str | Path, engines: Iterable[str], engine_option_names: dict[str, Any]
+def load_models_file(path: str | Path, engines: Iterable[str], engine_options: dict[str, Any]
                      ) -> dict[str, ModelEntry]:
     """Parse a models file into alias -> entry, validating every key against the engine options.
 
-    ``engine_option_names`` maps an option's dest (``dtype``) to its ``options.Option``."""
+    ``engine_options`` maps an option's dest (``enable_prefix_caching``) to its ``options.Option``;
+    the file names an option as its flag does, ``-`` written ``_`` (``prefix_caching``)."""
+    by_key = {option.flag.lstrip("-").replace("-", "_"): option for option in engine_options.values()}
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -132,11 +135,11 @@ def load_models_file(path: str | Path, engines: Iterable[str], engine_option_nam
         for key, value in table.items():
             if key in _FILE_KEYS:
                 continue
-            option = engine_option_names.get(key)
+            option = by_key.get(key)
             if option is None:
                 raise ConfigError(f"unknown key {key!r}: expected model, engine, revision, description or an "
-                                  f"engine option ({', '.join(sorted(engine_option_names))})", **where)
-            options[key] = _typed(option, value, where, key)
+                                  f"engine option ({', '.join(sorted(by_key))})", **where)
+            options[option.dest] = _typed(option, value, where, key)
         engine_spec, model_name = split_engine(model, engines)
         if engine_spec and engine and engine_spec != engine:
             raise ConfigError(f"model names engine {engine_spec!r} but engine = {engine!r}", **where)
@@ -160,11 +163,11 @@ def _typed(option, value, where: dict, key: str):
 
 
 def resolve_models(model_options: Iterable[str] | None, models_file: str | None, engines: Iterable[str],
-                   engine_option_names: dict[str, Any]) -> tuple[ModelEntry, ...]:
+                   engine_options: dict[str, Any]) -> tuple[ModelEntry, ...]:
     """The session's models, in order: the models file's aliases, unless ``--model`` picks
     some of them (by alias) or adds others (``ALIAS=SPEC`` or a bare SPEC)."""
     engines = tuple(engines)
-    from_file = load_models_file(models_file, engines, engine_option_names) if models_file else {}
+    from_file = load_models_file(models_file, engines, engine_options) if models_file else {}
     chosen: dict[str, ModelEntry] = {}
     for text in model_options or ():
         if text in from_file:
@@ -185,3 +188,10 @@ def resolve_models(model_options: Iterable[str] | None, models_file: str | None,
             raise ConfigError(f"aliases {other!r} and {entry.alias!r} differ only in case or punctuation; "
                               "their snapshot files would collide", option="--model")
     return tuple(chosen.values())
+
+
+def changed_aliases(old: dict[str, ModelEntry], new: dict[str, ModelEntry]) -> dict[str, list[str]]:
+    """Aliases whose specification changed between two models files, and those added or removed:
+    what a CI job evaluates when a pull request edits the models file."""
+    return {"changed": [a for a in new if a in old and old[a] != dataclasses.replace(new[a], source=old[a].source)],
+            "added": [a for a in new if a not in old], "removed": [a for a in old if a not in new]}

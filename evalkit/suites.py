@@ -194,9 +194,10 @@ def engine_config(config: SessionConfig, model: ModelEntry | str) -> EngineConfi
     if entry.revision:
         options["revision"] = entry.revision
     for key in entry.options:
-        owners = next((o.engines for o in ENGINE if o.dest == key), ())
-        if owners and engine not in owners:
-            raise ConfigError(f"{key} applies to engine {' or '.join(owners)}, not {engine}",
+        option = next((o for o in ENGINE if o.dest == key), None)
+        if option is not None and option.engines and engine not in option.engines:
+            name = option.flag.lstrip("-").replace("-", "_")
+            raise ConfigError(f"{name} applies to engine {' or '.join(option.engines)}, not {engine}",
                               file=f"{entry.source} [models.{entry.alias}]")
     engine_factory(engine)
     return EngineConfig(engine=engine, model=entry.model, seed=config.seed, max_tokens=config.max_tokens,
