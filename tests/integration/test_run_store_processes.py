@@ -98,7 +98,7 @@ def test_xdist_matches_serial_byte_for_byte(harmbench_csv, tmp_path):
     for workers in ("0", "4"):
         project = tmp_path / f"n{workers}"
         shutil.copytree(ROOT / "tests" / "behavioral", project / "tests" / "behavioral",
-                        ignore=shutil.ignore_patterns("__snapshots__", "__pycache__"))
+                        ignore=shutil.ignore_patterns("__evalkit_snapshots__", "__pycache__"))
         shutil.copy(ROOT / "pytest.ini", project)
         result = subprocess.run(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", workers, "--snapshot-update",
@@ -110,10 +110,12 @@ def test_xdist_matches_serial_byte_for_byte(harmbench_csv, tmp_path):
     a, b = outputs["0"], outputs["4"]
     assert (a / "results" / "summary.json").read_bytes() == (b / "results" / "summary.json").read_bytes()
     assert (a / "results" / "summary.md").read_bytes() == (b / "results" / "summary.md").read_bytes()
-    snaps_a = sorted((a / "tests" / "behavioral" / "__snapshots__").iterdir())
-    assert snaps_a
+    snapshots_a = a / "tests" / "behavioral" / "__evalkit_snapshots__"
+    snaps_a = sorted(p.relative_to(snapshots_a) for p in snapshots_a.rglob("*.toml"))
+    assert len(snaps_a) == 8  # one file per alias, suite and pair
     for snap in snaps_a:
-        assert filecmp.cmp(snap, b / "tests" / "behavioral" / "__snapshots__" / snap.name, shallow=False)
+        assert filecmp.cmp(snapshots_a / snap, b / "tests" / "behavioral" / "__evalkit_snapshots__" / snap,
+                           shallow=False)
     runs_a = sorted(p.name for p in (a / "results" / "runs").iterdir() if p.is_dir())
     runs_b = sorted(p.name for p in (b / "results" / "runs").iterdir() if p.is_dir())
     assert runs_a == runs_b and len(runs_a) == 8  # each (model, suite, pair) generated exactly once
