@@ -89,10 +89,6 @@ class SessionConfig:
         entries = tuple(m if isinstance(m, ModelEntry) else ModelEntry(alias=m, model=m) for m in self.models)
         object.__setattr__(self, "models", entries)
 
-    @property
-    def aliases(self) -> tuple[str, ...]:
-        return tuple(m.alias for m in self.models)
-
     @classmethod
     def from_options(cls, values: dict[str, Any], engine_options: dict[str, Any]) -> "SessionConfig":
         engine = values.get("engine") or "sim"

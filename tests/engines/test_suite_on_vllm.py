@@ -41,4 +41,7 @@ def test_suite_runs_on_vllm_and_reuses_runs(tiny_model_dir, harmbench_csv, tmp_p
     assert "evalkit summary" in second.stdout
     # all four runs reused: no manifest or record log was touched
     assert {p: p.read_text() for p in results.glob("runs/*/manifest.json")} == manifests
-    assert (results / "summary.json").read_text() == json.dumps(summary, indent=2, sort_keys=True) + "\n"
+    again = json.loads((results / "summary.json").read_text())
+    assert again["rows"] == summary["rows"]
+    assert summary["meta"]["engine_boots"] == {f"vllm:{tiny_model_dir}": 1}  # one boot for four runs
+    assert again["meta"]["engine_boots"] == {}  # every run reused: no engine booted

@@ -272,3 +272,28 @@ def test_a_dataset_smaller_than_the_pilot(harmbench_csv, tmp_path):
     replication = run_pytest(project, small, tmp_path / "r", "--model=m=sim:qwen-control", "-k", "not snapshot",
                              "-m", "replication")
     assert replication.returncode == 0 and counts(replication)["passed"] > 0
+
+
+def test_one_verdict_and_one_adjusted_p_per_row_whatever_is_selected(harmbench_csv, tmp_path):
+    project = make_project(tmp_path, with_snapshots=True)
+    results = tmp_path / "results"
+    row_id = ("study-pilot", "pilot", "free-vs-paid")
+
+    def summary_row(directory):
+        rows = json.loads((directory / "summary.json").read_text())["rows"]
+        return next(r for r in rows if (r["model"], r["pair"]) == (row_id[0], row_id[2]) and r["protocol"] == "fixed")
+
+    everything = run_pytest(project, harmbench_csv, results, "-k", "not snapshot")
+    full = summary_row(results)
+    narrow = run_pytest(project, harmbench_csv, results, "--model=study-pilot", "-m", "pilot", "-k",
+                        "free-vs-paid and test_compliance_gap")
+    assert narrow.returncode == 1 and everything.returncode == 1
+    selected = summary_row(results)
+    # the A/A control was generated for the verdict although its tests were not selected
+    assert selected["verdict"] == full["verdict"] == "artifact: A/A control differs too"
+    assert "verdict: artifact: A/A control differs too" in narrow.stdout  # the failure says the same
+    assert selected["p_adjusted"] == full["p_adjusted"]
+    cli = tmp_path / "cli"
+    evalkit("run", "--model", "study-pilot", "--protocol", "fixed", "--n", "200", "--batch-size", "16",
+            "--harmbench", str(harmbench_csv), "--results-dir", str(cli))
+    assert summary_row(cli)["p_adjusted"] == full["p_adjusted"]
