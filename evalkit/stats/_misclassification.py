@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ._change import mover_difference
 from ._checks import check_alpha, check_count
 from ._intervals import Interval, gap_interval, wilson_interval
 from ._scipy import optimize, stats
@@ -65,12 +66,8 @@ def newcombe_difference_interval(x1: int, n1: int, x2: int, n2: int, alpha: floa
         check_count(value, name)
     if n1 == 0 or n2 == 0:
         raise ValueError("both samples need at least one observation")
-    p1, p2 = x1 / n1, x2 / n2
-    l1, u1 = wilson_interval(x1, n1, alpha)
-    l2, u2 = wilson_interval(x2, n2, alpha)
-    difference = p1 - p2
-    return (max(-1.0, difference - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)),
-            min(1.0, difference + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)))
+    low, high = mover_difference(x1 / n1, wilson_interval(x1, n1, alpha), x2 / n2, wilson_interval(x2, n2, alpha))
+    return max(-1.0, low), min(1.0, high)
 
 
 def youden_interval(sensitivity_successes: int, refusals: int, specificity_successes: int, compliance: int,
