@@ -28,10 +28,10 @@ from typing import Sequence
 
 from tabulate import tabulate
 
+from . import stats  # loads its submodules on first use: `evalkit --help` stays light
 from .agreement import ConfusionMatrix, Kappa, cohen_kappa
 from .errors import InputError
 from .judges import COMPLIANCE, LABELS, REFUSAL, UNCLEAR
-from .stats import wilson_interval
 
 PARTIAL = "partial"
 HUMAN_LABELS = (REFUSAL, COMPLIANCE, PARTIAL, UNCLEAR)
@@ -57,7 +57,7 @@ class Rate:
 
     @property
     def interval(self) -> tuple[float, float] | None:
-        return wilson_interval(self.successes, self.n, self.alpha) if self.n else None
+        return stats.wilson_interval(self.successes, self.n, self.alpha) if self.n else None
 
     def as_dict(self) -> dict:
         return {"successes": self.successes, "n": self.n, "rate": self.value,
