@@ -116,13 +116,14 @@ def test_export_formats(harmbench_csv, tmp_path):
     subprocess.run([sys.executable, "-m", "evalkit.cli", "run", "--model", "null", "--protocol", "balanced",
                     "--n", "20", f"--harmbench={harmbench_csv}", f"--results-dir={results}", "--pair",
                     "free-vs-paid"], check=True, capture_output=True, timeout=300)
-    run_dir = next(p for p in (results / "runs").iterdir() if p.is_dir())
+    run_dir = next(p for p in (results / "runs").iterdir() if p.is_dir()).resolve()
     frames = {}
     for fmt in ("parquet", "csv", "jsonl"):
         out = subprocess.run([sys.executable, "-m", "evalkit.cli", "export", str(run_dir), "--format", fmt],
                              capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
-        path = run_dir / f"records.{fmt}"
+        path = run_dir.with_name(f"{run_dir.name}.{fmt}")  # beside the run, never over its record log
+        assert out.stdout.strip() == f"wrote {path}"
         frames[fmt] = (pd.read_parquet(path) if fmt == "parquet" else pd.read_csv(path) if fmt == "csv"
                        else pd.read_json(path, lines=True))
     for frame in frames.values():

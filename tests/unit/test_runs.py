@@ -6,7 +6,7 @@ import pytest
 from evalkit.engines import EngineConfig, Response
 from evalkit.engines.sim import SimEngine
 from evalkit.errors import RunStoreError
-from evalkit.judges import create_judge
+from evalkit.judges import UNCLEAR, Verdict, create_judge
 from evalkit.runs import MANIFEST, RECORDS, RunStore, execute, load_run, read_records
 from evalkit.suites import SessionConfig, prepare
 
@@ -181,26 +181,35 @@ def test_read_only_results_dir(synthetic_csv, tmp_path):
         tmp_path.chmod(0o700)
 
 
+class OlderRefusalRules:
+    """The refusal judge as an older rules file would have been: another identity, and
+    labels the current rules no longer give (every response unclear)."""
+
+    name = "refusal"
+
+    def judge(self, request, response):
+        return Verdict(UNCLEAR, self.name, "old-rules")
+
+    def describe(self):
+        return {**create_judge("refusal").describe(), "patterns_version": "0-old"}
+
+
 def test_changed_judge_configuration_rejudges_stored_responses(session):
     plan = session.plans[0]
-    run = execute(plan.spec, plan.schedule, session.store, provider(), [create_judge("refusal")])
-    manifest_path = run.run_dir / MANIFEST
-    manifest = json.loads(manifest_path.read_text())
-    manifest["judges"]["refusal"]["patterns_version"] = "0-old"  # as if generated under older rules
-    manifest_path.write_text(json.dumps(manifest))
-    # make the stored labels visibly stale: every record says "unclear"
-    lines = [json.loads(line) for line in (run.run_dir / RECORDS).read_text().splitlines()]
-    for line in lines:
-        line["verdicts"]["refusal"] = "unclear"
-    (run.run_dir / RECORDS).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    run = execute(plan.spec, plan.schedule, session.store, provider(), [OlderRefusalRules()])
+    assert {r.verdicts["refusal"] for r in run.records} == {UNCLEAR}  # stored under the old rules
 
     def no_engine():
         raise AssertionError("re-judging must not generate")
 
     again = execute(plan.spec, plan.schedule, session.store, no_engine, [create_judge("refusal")])
     assert {r.verdicts["refusal"] for r in again.records} <= {"refusal", "compliance"}
-    assert [r.verdicts for r in again.records] == [r.verdicts for r in run.records]
+    current = execute(plan.spec, plan.schedule, RunStore(session.store.results_dir / "ref"), provider(),
+                      [create_judge("refusal")])
+    assert [r.verdicts for r in again.records] == [r.verdicts for r in current.records]
     assert list((run.run_dir / "verdicts").glob("refusal-*.jsonl"))
+    _, loaded = load_run(run.run_dir)  # readers see the current rules' labels too
+    assert [r.verdicts["refusal"] for r in loaded] == [r.verdicts["refusal"] for r in current.records]
 
 
 def test_fresh_regenerates_once_per_session(session):
