@@ -27,6 +27,7 @@ POWER_TESTS: tuple[str, ...] = ("midp", "exact", "asymptotic")
 # Binomial(n, discordance) mass left out of the sum on each side. Far below double
 # precision's resolution of a probability near the power, so the sum is the exact sum.
 _NEGLIGIBLE_TAIL = 1e-17
+_SUM_EVERY_M_UP_TO = 2_000  # below this, summing all of 0..n is cheaper than finding the window
 
 
 def _p_values(k: np.ndarray, m: np.ndarray, test: str) -> np.ndarray:
@@ -98,6 +99,8 @@ def _window(n: int, p: float) -> tuple[int, int]:
     """[low, high] holding all but 2 x 1e-17 of Binomial(n, p). The upper end is found as
     the lower end of the mirrored distribution (scipy's isf loses the far upper tail), and
     both ends are checked; if a check fails, the whole range 0..n is used."""
+    if n <= _SUM_EVERY_M_UP_TO:
+        return 0, n
     low = int(stats.binom.ppf(_NEGLIGIBLE_TAIL, n, p))
     high = n - int(stats.binom.ppf(_NEGLIGIBLE_TAIL, n, 1.0 - p))
     tails = stats.binom.cdf(low - 1, n, p) + stats.binom.cdf(n - high - 1, n, 1.0 - p)

@@ -216,3 +216,18 @@ def test_prescott_exact_matches_brute_force_on_random_tables(seed):
     result = crossover_analysis(free_first, paid_first)
     expected = _prescott_exact_by_enumeration(*result.prescott.table)
     assert result.prescott.exact_p == pytest.approx(min(1.0, expected), rel=1e-9, abs=1e-15)
+
+
+@pytest.mark.parametrize("free_first, paid_first", [
+    (PairedTable(300, 260, 200, 1240), PairedTable(310, 180, 250, 1260)),
+    (PairedTable(40, 9, 2, 949), PairedTable(35, 3, 8, 954)),
+])
+def test_prescott_exact_over_the_probable_rows_equals_the_full_enumeration(monkeypatch, free_first, paid_first):
+    """The sum runs over the first rows whose margins hold all but 1e-17 of their
+    probability; over every possible first row it gives the same p to double precision."""
+    from evalkit.stats import _crossover
+
+    windowed = crossover_analysis(free_first, paid_first).prescott.exact_p
+    monkeypatch.setattr(_crossover, "_NEGLIGIBLE_TAIL", 0.0)  # quantile 0 fails the check: whole support
+    assert windowed == pytest.approx(crossover_analysis(free_first, paid_first).prescott.exact_p, rel=1e-9)
+    assert 0 < windowed < 1

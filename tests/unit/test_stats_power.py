@@ -164,3 +164,16 @@ def test_the_power_search_needs_memory_linear_in_n():
         tracemalloc.stop()
     assert peaks[2_000] < 2_000 * 400  # bytes: a few arrays of n float64s, not n^2 / 2
     assert peaks[6_000] < 6_000 * 400
+
+
+@pytest.mark.parametrize("n, pd, gap", [(5_000, 0.01, 0.004), (20_000, 0.3, 0.02), (20_000, 0.0005, 0.0004)])
+def test_summing_the_probable_discordant_counts_only_changes_nothing(monkeypatch, n, pd, gap):
+    """Above a few thousand pairs the sum runs over the m holding all but 2e-17 of
+    Binomial(n, pd); the sum over every m = 0..n (checked above against the published
+    p-values) gives the same power to double precision."""
+    from evalkit.stats import _power
+
+    windowed = mcnemar_power(n, pd, gap)
+    monkeypatch.setattr(_power, "_SUM_EVERY_M_UP_TO", 10**9)
+    assert windowed == pytest.approx(mcnemar_power(n, pd, gap), abs=1e-15)
+    assert 0 < windowed < 1
