@@ -162,16 +162,19 @@ def encode_line(data: dict) -> bytes:
     return body[:-1] + f', "{CHECKSUM}": "{_line_checksum(body)}"}}\n'.encode()
 
 
-_CHECKSUM_TAIL = re.compile(rb', "' + CHECKSUM.encode() + rb'": "([0-9a-f]{16})"\}$')
+_CHECKSUM_HEAD = f', "{CHECKSUM}": "'.encode()
+_CHECKSUM_TAIL_LENGTH = len(_CHECKSUM_HEAD) + 16 + 2  # , "checksum": "<16 hex digits>"}
+_HEX = re.compile(rb"[0-9a-f]{16}")
 
 
 def decode_line(line: bytes) -> dict:
     """The object of a line written by ``encode_line``; ValueError if it is not one, or if
     any byte changed since (the checksum covers the line as written)."""
-    match = _CHECKSUM_TAIL.search(line)
-    if match is None:
+    tail = line[-_CHECKSUM_TAIL_LENGTH:]
+    digest = tail[len(_CHECKSUM_HEAD):-2]
+    if not (tail.startswith(_CHECKSUM_HEAD) and tail.endswith(b'"}') and _HEX.fullmatch(digest)):
         raise ValueError("no checksum")
-    if _line_checksum(line[:match.start()] + b"}") != match.group(1).decode():
+    if _line_checksum(line[:-_CHECKSUM_TAIL_LENGTH] + b"}") != digest.decode():
         raise ValueError("checksum mismatch: edited after it was written")
     data = json.loads(line)
     if not isinstance(data, dict):
