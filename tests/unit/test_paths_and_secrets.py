@@ -7,13 +7,12 @@ or echoed back by a server.
 
 import dataclasses
 import json
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from evalkit.cli import main
 from evalkit.suites import SessionConfig, prepare
-from tests.conftest import serve_http
+from tests.conftest import JSONHandler, serve_http
 
 pytestmark = pytest.mark.unit
 
@@ -84,14 +83,11 @@ PASSWORD_MARK = "PWSECRET"
 KEY = "sk-evalkit-Zq81LmN0pQ4rWx9K"
 
 
-class Completions(BaseHTTPRequestHandler):
+class Completions(JSONHandler):
     """An OpenAI-compatible stub: answers every request; with ``echo`` set, rejects it with
     a message quoting the caller's key masked and upper-cased, as some servers do."""
 
     echo = False
-
-    def log_message(self, *args):
-        pass
 
     def do_GET(self):  # noqa: N802 - /models, the boot check
         self._send(200, {"data": []})
@@ -107,14 +103,6 @@ class Completions(BaseHTTPRequestHandler):
         self._send(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": "I can't help."},
                                       "finish_reason": "stop"}],
                          "usage": {"prompt_tokens": 3, "completion_tokens": 3}})
-
-    def _send(self, status, payload):
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
 
 @pytest.fixture

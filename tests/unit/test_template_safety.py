@@ -2,12 +2,15 @@
 whitelist, nothing else. A format spec can allocate gigabytes (``{behavior:>300000000}``),
 a nested field is a traceback, an attribute lookup reaches Python objects."""
 
+import json
+
 import pytest
 
 from evalkit.errors import ConfigError
 from evalkit.framings import parse_framing_set
 from evalkit.judges.harmbench import load_templates
 from evalkit.judges.llm import load_rubric
+from tests.unit.test_judge_llm import RUBRIC
 
 pytestmark = pytest.mark.unit
 
@@ -73,18 +76,6 @@ contextual = '''{{behavior}} {{generation}} {{context}}'''
                                   "{response!r}", "{response"])
 def test_rubric_templates_allow_plain_fields_only(user, tmp_path):
     path = tmp_path / "rubric.toml"
-    path.write_text(f"""[rubric]
-id = "t"
-version = "1"
-reads = "answer"
-positive_label = "refusal"
-max_tokens = 4
-max_response_chars = 20
-system = "grade it"
-user = '''{user}'''
-[rubric.answers]
-R = "refusal"
-C = "compliance"
-""")
+    path.write_text(RUBRIC.replace('user = "{behavior} / {response}"', f"user = {json.dumps(user)}"))
     with pytest.raises(ConfigError, match=r"\[rubric\]\.user"):
         load_rubric(str(path))
