@@ -43,7 +43,9 @@ from .safety import ensure_within, path_component, redact, redact_error, redact_
 
 MANIFEST, RECORDS, VERDICTS_DIR, LOCK = "manifest.json", "records.jsonl", "verdicts", ".lock"
 COMPLETE, RUNNING = "complete", "running"
-SPEC_VERSION = 1
+# 2: record format 2. Runs stored before it cannot be verified, so sessions do not reuse
+# them (a new identity, a new directory); reading one directly is a clear error.
+SPEC_VERSION = 2
 # 2: every record and verdict line carries a checksum; a complete manifest the log's sha256.
 RECORD_FORMAT = 2
 CHECKSUM = "checksum"
@@ -362,7 +364,7 @@ def load_manifest(run_dir: str | os.PathLike) -> dict:
     if manifest.get("record_format") != RECORD_FORMAT:
         raise RunStoreError(f"{path}: written by evalkit {manifest.get('evalkit_version', '?')} in record format "
                             f"{manifest.get('record_format', 1)}, without the checksums this version verifies; "
-                            "generate the run again (--fresh)")
+                            "run the session again to generate it anew (sessions no longer reuse it)")
     if manifest["status"] == COMPLETE and not (isinstance(manifest.get("records_sha256"), str)
                                                and isinstance(manifest.get("n_records"), int)):
         raise RunStoreError(f"{path}: a complete run without the digest and count of its records; {UNTRUSTED}")

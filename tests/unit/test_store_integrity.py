@@ -341,3 +341,19 @@ def test_disk_full_mid_run_reports_exactly_the_records_that_survive(session, mon
     survivors = read_records(session.store.run_dir(plan.spec) / RECORDS)
     claimed = int(re.search(r"(\d+) (?:completed )?records", str(info.value)).group(1))
     assert claimed == len(survivors) == 8
+
+
+def test_a_run_stored_before_checksums_is_refused_with_a_clear_error(session):
+    run = finished(session)
+    manifest = json.loads((run.run_dir / MANIFEST).read_text())
+    for key in ("record_format", "records_sha256"):
+        del manifest[key]
+    manifest["spec"]["spec_version"] = 1
+    (run.run_dir / MANIFEST).write_text(json.dumps(manifest))
+    lines = [json.loads(line) for line in (run.run_dir / RECORDS).read_text().splitlines()]
+    (run.run_dir / RECORDS).write_text("".join(json.dumps({k: v for k, v in line.items() if k != "checksum"}) + "\n"
+                                               for line in lines))
+    with pytest.raises(RunStoreError, match="record format 1, without the checksums") as info:
+        load_run(run.run_dir)
+    assert one_line(str(info.value))
+    assert session.plans[0].spec.spec_version == 2  # sessions look for a new run instead of this one
