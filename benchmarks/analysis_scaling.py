@@ -31,20 +31,32 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout
 
 CATEGORIES = ("chemical_biological", "cybercrime_intrusion", "harassment_bullying", "harmful", "illegal",
               "misinformation_disinformation", "copyright_free")
 
-# Runs in the measuring subprocess, against the evalkit of --evalkit-root.
-ANALYSIS = r"""
+# Both run in a subprocess against the evalkit of --evalkit-root, so each version reads
+# runs in its own store format.
+SESSION = r"""
 import json, resource, sys, time
 root, csv_path, results, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 sys.path.insert(0, root)
-import dataclasses
 from evalkit import report
 from evalkit.suites import EnginePool, SessionConfig, Suite, analyse_plans, prepare, run_plan
 
+config = SessionConfig(models=("study-pilot",), harmbench=csv_path, pairs=("free-vs-paid",), results_dir=results,
+                       custom_suite=Suite("bench", "benchmark", "randomized", n, 256, "bench", True),
+                       session_id="benchmark")
+"""
+GENERATE = SESSION + r"""
+session = prepare(config)
+pool = EnginePool()
+started = time.perf_counter()
+run_plan(session, session.plans[0], pool)
+pool.close()
+print(json.dumps({"seconds": time.perf_counter() - started}))
+"""
+ANALYSIS = SESSION + r"""
 def peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -54,9 +66,6 @@ def no_engine(cfg):
 baseline = peak_mb()
 times = {}
 started = time.perf_counter()
-config = SessionConfig(models=("study-pilot",), harmbench=csv_path, pairs=("free-vs-paid",), results_dir=results,
-                       custom_suite=Suite("bench", "benchmark", "randomized", n, 256, "bench", True),
-                       session_id="benchmark")
 session = prepare(config)
 times["plan"] = time.perf_counter() - started
 started = time.perf_counter()
@@ -74,6 +83,17 @@ print(json.dumps({"times": times, "baseline_mb": baseline, "peak_mb": peak_mb(),
                   "min_detectable_gap": summary[0]["min_detectable_gap"]}))
 """
 
+STATS = r"""
+import contextlib, io, json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+from evalkit.cli import main
+started = time.perf_counter()
+with contextlib.redirect_stdout(io.StringIO()):
+    code = main(sys.argv[2:])
+print(json.dumps({"exit": code, "seconds": time.perf_counter() - started,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
 
 def write_csv(path: Path, n: int) -> None:
     with open(path, "w", newline="", encoding="utf-8") as handle:
@@ -82,23 +102,6 @@ def write_csv(path: Path, n: int) -> None:
         for i in range(n):
             writer.writerow([f"Synthetic placeholder behavior number {i}", "standard", CATEGORIES[i % len(CATEGORIES)],
                              "", "", f"synthetic_{i:06d}"])
-
-
-def generate(csv_path: Path, results: Path, n: int) -> float:
-    """Generate the run with this checkout's evalkit (sim engine); reused when present."""
-    from evalkit.suites import EnginePool, SessionConfig, Suite, prepare, run_plan
-
-    config = SessionConfig(models=("study-pilot",), harmbench=str(csv_path), pairs=("free-vs-paid",),
-                           results_dir=str(results), session_id="benchmark",
-                           custom_suite=Suite("bench", "benchmark", "randomized", n, 256, "bench", True))
-    session = prepare(config)
-    pool = EnginePool()
-    started = time.perf_counter()
-    try:
-        run_plan(session, session.plans[0], pool)
-    finally:
-        pool.close()
-    return time.perf_counter() - started
 
 
 def limited(limit_bytes: int):
@@ -141,12 +144,17 @@ def main() -> None:
         csv_path, results = workdir / f"behaviors-{n}.csv", workdir / f"results-{n}"
         if not csv_path.exists():
             write_csv(csv_path, n)
-        generation = generate(csv_path, results, n)
-        out, failure, wall = measure([sys.executable, "-c", ANALYSIS, args.evalkit_root, str(csv_path), str(results),
-                                      str(n)], args.memory_limit_gb, args.timeout)
-        rows.append((n, generation, out, failure, wall))
+        session = [args.evalkit_root, str(csv_path), str(results), str(n)]
+        made, failure, _ = measure([sys.executable, "-c", GENERATE, *session], args.memory_limit_gb, args.timeout)
+        if made is None:
+            print(f"n={n}: generation failed: {failure}", flush=True)
+            rows.append((n, None, None, f"generation failed: {failure}", 0.0))
+            continue
+        out, failure, wall = measure([sys.executable, "-c", ANALYSIS, *session], args.memory_limit_gb, args.timeout)
+        rows.append((n, made["seconds"], out, failure, wall))
         shown = failure or (f"analysis {sum(out['times'].values()):.2f} s, peak {out['peak_mb']:.0f} MB")
-        print(f"n={n}: generation {generation:.1f} s; {shown}", flush=True)
+        print(f"n={n}: run ready in {made['seconds']:.1f} s (generated, or reused from the work directory); {shown}",
+              flush=True)
 
     print()
     print("| behaviors | read + verify (s) | analyse (s) | summary (s) | analysis total (s) | peak RSS (MB) "
@@ -167,22 +175,11 @@ def main() -> None:
               f"{out['peak_mb']:.0f} | {exponent} | {out['peak_mb'] - out['baseline_mb']:.0f} |")
         previous = (n, total)
 
-    largest = max(sizes)
-    table = f"0,0,0,{largest}"
-    command = [sys.executable, "-c", "import resource, sys, time; sys.path.insert(0, sys.argv[1]); "
-               "from evalkit.cli import main; started = time.perf_counter(); code = main(sys.argv[2:]); "
-               "print(f'SECONDS {time.perf_counter() - started:.3f} PEAK_MB "
-               "{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}', file=sys.stderr); sys.exit(code)",
-               args.evalkit_root, "stats", "paired", "--table", table, "--json"]
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, env=env,
-                              preexec_fn=limited(int(args.memory_limit_gb * 2**30)))
-        tail = (done.stderr.strip().splitlines() or ["?"])[-1]
-        print(f"\nevalkit stats paired --table {table} --json: exit {done.returncode}; {tail[:120]}")
-    except subprocess.TimeoutExpired:
-        print(f"\nevalkit stats paired --table {table} --json: killed after {args.timeout:.0f} s")
-
+    table = f"0,0,0,{max(sizes)}"
+    out, failure, _ = measure([sys.executable, "-c", STATS, args.evalkit_root, "stats", "paired", "--table", table,
+                               "--json"], args.memory_limit_gb, args.timeout)
+    result = failure or f"exit {out['exit']}, {out['seconds']:.3f} s in evalkit, peak RSS {out['peak_mb']:.0f} MB"
+    print(f"\nevalkit stats paired --table {table} --json: {result}")
 
 if __name__ == "__main__":
     main()
