@@ -196,3 +196,12 @@ def test_run_writes_the_sessions_settings_into_the_summary(harmbench_csv, tmp_pa
     meta = json.loads((results / "summary.json").read_text())["meta"]
     assert meta["engine"] == "sim" and meta["models"] == ["null"] and meta["seed"] == 3
     assert meta["dataset_sha256"] and meta["alpha"] == 0.05
+
+
+def test_a_randomized_run_with_one_order_only_prints_its_summary(harmbench_csv, tmp_path):
+    # one behavior: only one of the two order sequences is filled, so there is no order
+    # effect to estimate; the table says n/a instead of raising a TypeError
+    done = evalkit("run", "--model", "null", "--protocol", "randomized", "--n", "1", "--pair", "free-vs-paid",
+                   "--harmbench", harmbench_csv, "--results-dir", tmp_path / "r")
+    assert done.returncode == 0, done.stderr
+    assert "free-vs-paid" in done.stdout and "n/a" in done.stdout
