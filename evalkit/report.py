@@ -206,11 +206,15 @@ def _switch_pair(directory: Path, texts: dict[str, str]) -> None:
     for name in texts:  # the public names read through `current`; in place before the switch
         _point(directory / name, f"{GENERATIONS}/current/{name}")
     fresh = Path(tempfile.mkdtemp(dir=generations, prefix=f"gen-{time.time_ns():020d}-"))
-    for name, text in texts.items():
-        with open(fresh / name, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+    try:
+        for name, text in texts.items():
+            with open(fresh / name, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+    except OSError:
+        shutil.rmtree(fresh, ignore_errors=True)  # nothing half-written is left behind
+        raise
     _point(current, fresh.name)  # the switch: one rename
     _prune(generations, keep=fresh.name)
 

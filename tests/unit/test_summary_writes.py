@@ -105,3 +105,43 @@ def test_a_kill_at_any_step_leaves_one_sessions_pair(tmp_path, monkeypatch, kill
     # and the next session's write is whole again
     report.write_summary([row("second")], tmp_path, meta={})
     assert visible_pair(tmp_path) == ("second", "second")
+
+
+@pytest.mark.parametrize("failing", ["write", "fsync"])
+def test_disk_full_during_a_summary_write_is_one_line_and_keeps_the_last_pair(tmp_path, monkeypatch, failing):
+    import builtins
+    import errno
+    import io
+
+    from evalkit.errors import RunStoreError
+
+    report.write_summary([row("first")], tmp_path, meta={})
+    before = {p.relative_to(tmp_path) for p in tmp_path.rglob("*")}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    real_open = builtins.open
+
+    class Full(io.StringIO):
+        def write(self, text):
+            disk_full()
+
+    def opener(file, mode="r", *args, **kwargs):
+        if "w" in mode and "summary" in str(file):
+            real_open(file, mode, *args, **kwargs).close()  # the file is created, then the disk is full
+            return Full()
+        return real_open(file, mode, *args, **kwargs)
+
+    if failing == "fsync":
+        monkeypatch.setattr(os, "fsync", disk_full)
+    else:
+        monkeypatch.setattr(builtins, "open", opener)
+        monkeypatch.setattr(io, "open", opener)
+    with pytest.raises(RunStoreError) as info:
+        report.write_summary([row("second")], tmp_path, meta={})
+    monkeypatch.undo()
+    message = str(info.value)
+    assert "disk full" in message and "\n" not in message and str(tmp_path) in message
+    assert visible_pair(tmp_path) == ("first", "first")
+    assert {p.relative_to(tmp_path) for p in tmp_path.rglob("*")} == before  # nothing half-written left
