@@ -522,6 +522,7 @@ def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_e
                 replaced[record.index] = record
         records = [replaced.get(r.index, r) for r in records]
         _rewrite_records(records_path, records)
+        _drop_verdict_sets(run_dir)  # judged on the failed responses: judged again when asked for
         manifest.update(retried_in_session=session_id, retried_batches=len(failed), finished_at=_now(),
                         records_sha256=file_sha256(records_path),
                         judges={**recorded, **{j.name: judge_identity(j) for j in judges}})
@@ -654,6 +655,15 @@ def _check_complete(records: list[Record], spec: RunSpec, run_dir: Path) -> None
 
 def _rewrite_records(path: Path, records: Iterable[Record]) -> None:
     _atomic_write(path, b"".join(encode_line(record.to_json()) for record in records))
+
+
+def _drop_verdict_sets(run_dir: Path) -> None:
+    try:
+        for path in (run_dir / VERDICTS_DIR).glob("*.jsonl"):
+            path.unlink()
+    except OSError as exc:
+        raise RunStoreError(f"{run_dir / VERDICTS_DIR}: cannot remove stale verdicts ({exc.strerror or exc})") \
+            from None
 
 
 def _remove_run(run_dir: Path) -> None:

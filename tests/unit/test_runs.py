@@ -280,3 +280,24 @@ def test_each_run_starts_with_fresh_engine_state(synthetic_csv, tmp_path):
     alone = execute(replication.spec, replication.schedule, RunStore(tmp_path / "b"),
                     lambda: SimEngine(EngineConfig(model=str(profile))), replication_session.judges)
     assert timeless(after_other_run.records) == timeless(alone.records)
+
+
+def test_verdicts_judged_on_failed_responses_do_not_outlive_the_retry(synthetic_csv, tmp_path):
+    session = prepare(SessionConfig(models=("null",), harmbench=str(synthetic_csv), suites=("pilot",),
+                                    pairs=("free-vs-paid",), n=8, batch_size=4, results_dir=str(tmp_path / "r")))
+    plan = session.plans[0]
+
+    class FailsFirstSession(SimEngine):
+        def generate(self, requests):
+            return [Response(text="", error="HTTP 503") for _ in requests]
+
+    refusal, seed = create_judge("refusal"), create_judge("seed")
+    execute(plan.spec, plan.schedule, session.store, lambda: FailsFirstSession(EngineConfig(model="null")),
+            [refusal], session_id="a")
+    # a judge added in the same session judges the stored (failed) responses: all errors
+    added = execute(plan.spec, plan.schedule, session.store, provider("null"), [refusal, seed], session_id="a")
+    assert {r.verdicts["seed"] for r in added.records} == {"error"}
+    retried = execute(plan.spec, plan.schedule, session.store, provider("null"), [refusal], session_id="b")
+    assert not any(r.response.error for r in retried.records)
+    _, loaded = load_run(retried.run_dir)
+    assert all(r.verdicts.get("seed") != "error" for r in loaded)  # the stale set is gone, not shown
