@@ -79,6 +79,7 @@ def test_export_jsonl_with_defaults_keeps_the_run_usable(run_dir, tmp_path):
     (("run", "--equivalence-margin", "nan"), "--equivalence-margin"),
     (("run", "--temperature", "nan"), "--temperature"),
     (("simulate", "--profile", "null", "--protocol", "fixed", "--alpha", "nan"), "--alpha"),
+    (("run", "--model", "null\x1b[2J"), "--model"),
 ])
 def test_nan_and_infinite_options_are_refused_by_name(args, option, tmp_path):
     result = evalkit(*args, "--results-dir", tmp_path / "r") if args[0] == "run" else evalkit(*args)
