@@ -220,8 +220,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     rows = analyse_plans(evalkit, completed)
     summary = report.summary_rows(rows, multiplicity=evalkit.config.multiplicity)
     config.stash[_ROWS_KEY] = summary
-    report.write_summary(summary, evalkit.store.results_dir,
-                         meta={**_summary_meta(evalkit), **report.judge_meta(evalkit.config.judge, _columns(config))})
+    meta = {**report.summary_meta(evalkit), **report.judge_meta(evalkit.config.judge, _columns(config))}
+    report.write_summary(summary, evalkit.store.results_dir, meta=meta)
 
 
 def _columns(config: pytest.Config) -> tuple[str, ...]:
@@ -230,14 +230,6 @@ def _columns(config: pytest.Config) -> tuple[str, ...]:
 
 def _no_engine(cfg):
     raise RuntimeError("summary must read finished runs; a run was incomplete at session end")
-
-
-def _summary_meta(session: Session) -> dict:
-    c = session.config
-    return {"engine": c.engine, "models": list(c.models), "framings": session.framing_set.id, "seed": c.seed,
-            "judge": c.judge, "dataset_sha256": session.dataset.sha256, "max_flip_rate": c.thresholds.max_flip_rate,
-            "alpha": c.thresholds.alpha, "equivalence_margin": c.thresholds.equivalence_margin,
-            "ci_method": c.thresholds.ci_method}
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
