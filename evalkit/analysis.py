@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from . import stats
-from .judges import CLEAN, ERROR, FLAGGED, NOT_APPLICABLE, REFUSAL, UNCLEAR
+from .judges import CLEAN, ERROR, FLAGGED, LABELS, NOT_APPLICABLE, REFUSAL, UNCLEAR
 from .protocols import FREE_FIRST, PAID_FIRST
 from .runs import Record
 
@@ -81,6 +81,9 @@ def paired_outcomes(records: Sequence[Record], judge_name: str, positive: str = 
     errors = 0
     for record in sorted(records, key=lambda r: r.index):
         label = record.verdicts[judge_name]
+        if label not in LABELS:  # an unknown label is not "not refused": it is an error somewhere upstream
+            raise ValueError(f"record {record.index} ({record.behavior_id}) has unknown verdict label {label!r} "
+                             f"from judge {judge_name!r}")
         errors += label == ERROR
         if record.behavior_id not in by_behavior:
             by_behavior[record.behavior_id] = {}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,11 +14,13 @@ from typing import Sequence
 from . import __version__, stats  # stats loads its submodules on first use
 from .errors import EvalkitError, InputError
 from .options import COMMON, ENGINE, JUDGE, Option, engine_options
+from .safety import redact_text, terminal_safe
 
 # the same choices as the shared option table (stats.CI_METHODS would load scipy for --help)
 CI_METHODS = next(o.choices for o in COMMON if o.dest == "ci_method")
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool whose reader closed the pipe
 
 
 def _add(parser: argparse.ArgumentParser, option: Option, *, single: bool = False) -> None:
@@ -128,14 +132,19 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     rerun = manifest.get("rerun")
     if not rerun:
         raise InputError(f"{args.run_dir}/manifest.json has no rerun block", option="RUN_DIR")
-    alias = rerun.get("alias") or rerun["model"]
-    model = rerun["model"] if alias == rerun["model"] else f"{alias}={rerun['model']}"
-    values = {"engine": rerun["engine"], "model": [model], "framings": rerun["framings"],
-              "pair": [rerun["pair"]], "seed": rerun["seed"], "harmbench": args.harmbench or rerun["harmbench"],
-              "max_tokens": rerun["max_tokens"], "temperature": rerun["temperature"],
-              "judge": args.judge, "results_dir": str(Path(args.run_dir).resolve().parent.parent)}
-    config = SessionConfig.from_options(values, dict(rerun.get("engine_options") or {}))
-    suite = Suite("rerun", "evalkit rerun", rerun["protocol"], rerun["n"], rerun["batch_size"], "rerun", True)
+    try:
+        alias = rerun.get("alias") or rerun["model"]
+        model = rerun["model"] if alias == rerun["model"] else f"{alias}={rerun['model']}"
+        values = {"engine": rerun["engine"], "model": [model], "framings": rerun["framings"],
+                  "pair": [rerun["pair"]], "seed": rerun["seed"], "harmbench": args.harmbench or rerun["harmbench"],
+                  "max_tokens": rerun["max_tokens"], "temperature": rerun["temperature"],
+                  "judge": args.judge, "results_dir": str(Path(args.run_dir).resolve().parent.parent)}
+        config = SessionConfig.from_options(values, dict(rerun.get("engine_options") or {}))
+        suite = Suite("rerun", "evalkit rerun", rerun["protocol"], int(rerun["n"]), int(rerun["batch_size"]),
+                      "rerun", True)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(f"{args.run_dir}/manifest.json has a malformed rerun block ({type(exc).__name__}: {exc})",
+                         option="RUN_DIR") from None
     session = prepare(dataclasses.replace(config, suites=(), custom_suite=suite, session_id=uuid.uuid4().hex))
     plan = session.plans[0]
     pool = EnginePool()
@@ -328,19 +337,21 @@ def cmd_show(args: argparse.Namespace) -> int:
     known = sorted({name for record in records for name in record.verdicts})
     if records and judge not in known:
         raise InputError(f"no verdicts of judge {judge!r} in this run; it has: {', '.join(known)}", option="--judge")
-    print(f"run {manifest['spec_sha256'][:12]}: {manifest['spec']['model']} {manifest['spec']['protocol']} "
-          f"{manifest['spec']['pair']} ({manifest['status']}, {len(records)} records)")
+    spec = manifest["spec"]
+    # Stored text is data, not terminal commands: control and bidi characters are escaped.
+    print(terminal_safe(f"run {manifest['spec_sha256'][:12]}: {spec.get('model')} {spec.get('protocol')} "
+                        f"{spec.get('pair')} ({manifest['status']}, {len(records)} records)"))
     for record in records:
         if args.behavior and record.behavior_id not in args.behavior:
             continue
         line = f"{record.index:>5} {record.behavior_id} {record.slot:<4} {record.verdicts.get(judge, '?')}"
         if record.response.error:
             line += f"  error: {record.response.error}"
-        print(line)
+        print(terminal_safe(line))
         if args.show_responses:
             for label, text in (("reasoning", record.response.reasoning), ("response", record.response.text)):
                 if text:
-                    print(f"      {label}: " + text.replace("\n", "\n      "))
+                    print(f"      {label}: " + terminal_safe(text, keep_newlines=True).replace("\n", "\n      "))
     return 0
 
 
@@ -448,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write a run's records as a tidy table (one row per request)")
     export.add_argument("run_dir")
     export.add_argument("--format", required=True, choices=("parquet", "csv", "jsonl"))
-    export.add_argument("--output", default=None, help="file to write (default: RUN_DIR/records.FORMAT)")
+    export.add_argument("--output", default=None, help="file to write (default: RUN_DIR.FORMAT beside the run "
+                        "directory; never a file of the run itself)")
     export.set_defaults(func=cmd_export)
 
     show = commands.add_parser("show", help="a run's per-behavior verdicts (responses only with --show-responses)")
@@ -467,12 +479,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except EvalkitError as exc:
-        print(f"evalkit: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return exc.exit_code
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            # the reader went away (`evalkit show ... | head`): stop quietly, as other tools do
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_BROKEN_PIPE
+        _error(f"{exc.filename or 'I/O'}: {exc.strerror or exc}")
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("evalkit: interrupted; completed batches are saved and the run resumes where it stopped",
               file=sys.stderr)
         return 130
+
+
+def _error(message: str) -> None:
+    """One line on stderr: no secret, no control character (messages quote user input)."""
+    with contextlib.suppress(OSError):
+        print(f"evalkit: error: {terminal_safe(redact_text(message))}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -133,6 +133,7 @@ def load_behaviors(path: str | os.PathLike) -> Dataset:
         )
     behaviors: list[Behavior] = []
     seen: dict[str, int] = {}
+    row_number = 0
     try:
         for row_number, row in enumerate(reader, start=1):
             if None in row or any(v is None for v in row.values()):
@@ -140,6 +141,10 @@ def load_behaviors(path: str | os.PathLike) -> Dataset:
             behavior_id = row["BehaviorID"].strip()
             if not behavior_id:
                 raise DatasetError("empty BehaviorID", file=path, row=row_number, column="BehaviorID")
+            if not behavior_id.isprintable():
+                # ids reach terminals, test ids and snapshot keys: no newline, escape or bidi control
+                raise DatasetError(f"BehaviorID {behavior_id[:60]!r} contains a control or formatting character",
+                                   file=path, row=row_number, column="BehaviorID")
             if behavior_id in seen:
                 raise DatasetError(
                     f"duplicate BehaviorID {behavior_id!r} (first on row {seen[behavior_id]})",
@@ -165,7 +170,8 @@ def load_behaviors(path: str | os.PathLike) -> Dataset:
             tags = tuple(t.strip() for t in row["Tags"].split(",") if t.strip())
             behaviors.append(Behavior(behavior_id, text_value, functional, semantic, tags, context, row_number))
     except csv.Error as exc:
-        raise DatasetError(f"malformed CSV: {exc}", file=path, row=reader.line_num - 1) from None
+        # the row being read when the parser failed: the one after the last row it returned
+        raise DatasetError(f"malformed CSV: {exc}", file=path, row=row_number + 1) from None
     if not behaviors:
         raise DatasetError("no behaviors in file", file=path)
     return Dataset(tuple(behaviors), path=os.path.abspath(path), sha256=hashlib.sha256(raw).hexdigest())

@@ -48,8 +48,9 @@ class UnavailableHere(ConfigError):
     The pytest layer skips with this message; the CLI reports it and exits 2."""
 
 
-class RunStoreError(EvalkitError):
-    """The run directory cannot be used (spec mismatch, unwritable, corrupt)."""
+class RunStoreError(InputError):
+    """The run directory cannot be used (spec mismatch, unwritable, corrupt): bad input
+    located by its file, like any other."""
 
 
 class EngineError(EvalkitError):

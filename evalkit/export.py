@@ -1,7 +1,7 @@
 """Export a run's records as a tidy table (one row per request) for pandas users.
 
-The export holds response text: it is written next to the run (or where the user
-asks), never printed.
+The export holds response text: it is written next to the run directory (or where the
+user asks), never printed, and never over a file of the run store itself.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from .errors import InputError
-from .runs import load_run
+from .runs import is_store_file, load_run
 
 FORMATS = ("parquet", "csv", "jsonl")
 
@@ -38,12 +38,22 @@ def records_frame(run_dir: str | os.PathLike):
     return pd.DataFrame(rows)
 
 
+def default_export_path(run_dir: str | os.PathLike, fmt: str) -> Path:
+    """``RUN_DIR.FORMAT`` beside the run directory: with the run's results (git-ignored),
+    never inside the run, whose ``records.jsonl`` is its log."""
+    run_dir = Path(run_dir).resolve()
+    return run_dir.with_name(f"{run_dir.name}.{fmt}")
+
+
 def export_run(run_dir: str | os.PathLike, fmt: str, output: str | os.PathLike | None = None) -> Path:
     if fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}", option="--format")
-    frame = records_frame(run_dir)
-    target = Path(output) if output else Path(run_dir) / f"records.{fmt}"
-    tmp = target.with_name(f".{target.name}.tmp")
+    frame = records_frame(run_dir)  # a run that cannot be trusted is refused before anything is written
+    target = Path(output) if output else default_export_path(run_dir, fmt)
+    if is_store_file(target) or target.is_dir():
+        raise InputError(f"{target} is {'a directory' if target.is_dir() else 'a file of the run store'}; choose "
+                         "a path outside the run's own files", option="--output")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         if fmt == "parquet":
             frame.to_parquet(tmp, index=False)

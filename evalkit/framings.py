@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import string
 import tomllib
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ FORMATS = ("chat", "raw")
 PAIR_KINDS = ("treatment", "control")
 PLACEHOLDERS = {"behavior", "request"}  # bare behavior text; behavior with its context
 RAW_PLACEHOLDERS = {"system", "user"}
+# Framing, pair and set ids name tests, snapshot keys and (slugged) run directories.
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -119,8 +122,37 @@ def builtin_framing_sets() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files(BUILTIN_PACKAGE).iterdir() if p.name.endswith(".toml"))
 
 
-def _fields(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+def template_fields(template: str, allowed: set[str], where: str, path: str) -> set[str]:
+    """The fields of a ``str.format`` template, which may only be plain ``{name}`` fields
+    from ``allowed``. A format spec (``{behavior:>300000000}`` allocates gigabytes), a
+    conversion, an attribute or an index (``{generation.__class__}``) is refused, as is an
+    unbalanced brace; a literal brace is written ``{{`` or ``}}``."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ConfigError(f"{where} is not a valid template ({exc}); write a literal brace as {{{{ or }}}}",
+                          file=path) from None
+    fields = set()
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ConfigError(f"{where} has the field {shown[:40]!r}: only plain fields such as "
+                              f"{{{sorted(allowed or {'name'})[0]}}} are allowed (no format spec, conversion, "
+                              "attribute or index)", file=path)
+        if name not in allowed:
+            raise ConfigError(f"{where} has unknown placeholder {{{name}}}; allowed: "
+                              f"{', '.join(sorted(allowed)) or 'none'}", file=path)
+        fields.add(name)
+    return fields
+
+
+def _check_id(value: str, what: str, path: str) -> str:
+    if not ID_PATTERN.fullmatch(value):
+        raise ConfigError(f"{what} id {value[:80]!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a "
+                          "letter or digit", file=path)
+    return value
 
 
 def _require_str(table: dict, key: str, where: str, path: str, default: str | None = None) -> str:
@@ -159,7 +191,7 @@ def parse_framing_set(text: str, path: str) -> FramingSet:
     meta = data.get("set")
     if not isinstance(meta, dict):
         raise ConfigError("missing [set] table", file=path)
-    set_id = _require_str(meta, "id", "[set]", path)
+    set_id = _check_id(_require_str(meta, "id", "[set]", path), "[set]", path)
     default_format = _require_str(meta, "format", "[set]", path, "chat")
     default_raw = _require_str(meta, "raw_template", "[set]", path, Framing.raw_template)
     raw_framings = data.get("framings")
@@ -167,7 +199,7 @@ def parse_framing_set(text: str, path: str) -> FramingSet:
         raise ConfigError("missing [framings.<id>] tables", file=path)
     framings: dict[str, Framing] = {}
     for framing_id, table in raw_framings.items():
-        where = f"[framings.{framing_id}]"
+        where = f"[framings.{_check_id(framing_id, 'framing', path)}]"
         if not isinstance(table, dict):
             raise ConfigError(f"{where} must be a table", file=path)
         unknown = set(table) - {"tier", "system", "user_template", "format", "raw_template"}
@@ -181,14 +213,11 @@ def parse_framing_set(text: str, path: str) -> FramingSet:
             raise ConfigError(f"{where}.format must be one of {', '.join(FORMATS)}, got {fmt!r}", file=path)
         system = _require_str(table, "system", where, path, "")
         user_template = _require_str(table, "user_template", where, path)
-        fields = _fields(user_template)
-        if not fields & PLACEHOLDERS:
+        if not template_fields(user_template, PLACEHOLDERS, f"{where}.user_template", path):
             raise ConfigError(f"{where}.user_template must contain {{behavior}} or {{request}}", file=path)
-        if fields - PLACEHOLDERS:
-            raise ConfigError(f"{where}.user_template has unknown placeholder {{{sorted(fields - PLACEHOLDERS)[0]}}}",
-                              file=path)
         raw_template = _require_str(table, "raw_template", where, path, default_raw)
-        if fmt == "raw" and _fields(raw_template) != RAW_PLACEHOLDERS:
+        if fmt == "raw" and template_fields(raw_template, RAW_PLACEHOLDERS, f"{where}.raw_template",
+                                            path) != RAW_PLACEHOLDERS:
             raise ConfigError(f"{where}.raw_template must use exactly {{system}} and {{user}}", file=path)
         framings[framing_id] = Framing(framing_id, tier, system, user_template, fmt, raw_template)
     pairs = []
@@ -196,7 +225,9 @@ def parse_framing_set(text: str, path: str) -> FramingSet:
     if not isinstance(raw_pairs, dict) or not raw_pairs:
         raise ConfigError("missing [pairs.<id>] tables", file=path)
     for pair_id, table in raw_pairs.items():
-        where = f"[pairs.{pair_id}]"
+        where = f"[pairs.{_check_id(pair_id, 'pair', path)}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where} must be a table", file=path)
         free_id = _require_str(table, "free", where, path)
         paid_id = _require_str(table, "paid", where, path)
         for slot, ref in (("free", free_id), ("paid", paid_id)):

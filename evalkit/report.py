@@ -1,21 +1,30 @@
 """The summary a reviewer reads: one row per model x suite x framing pair.
 
 Rows carry behavior-level numbers and verdicts only, never response text. The same
-rows are printed with tabulate, and written as summary.json and summary.md.
+rows are printed with tabulate, and written as summary.json and summary.md: one pair,
+written under a lock on the results directory and switched into place by one rename.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import shutil
+import tempfile
+import time
 from pathlib import Path
 from typing import Sequence
 
+from filelock import FileLock
 from tabulate import tabulate
 
 from . import stats
+from .errors import RunStoreError
 from .judges.traces import flagged_trace_rate
-from .suites import Row
+from .safety import redact
+from .suites import Row, Session
 
 DIGITS = 4  # stable precision for snapshots and reports
 
@@ -121,7 +130,7 @@ def _model_fields(row: Row) -> dict:
             "revision": (spec.engine_config.get("options") or {}).get("revision")}
 
 
-def session_meta(session, engine_boots: dict | int | None = None) -> dict:
+def session_meta(session: Session, engine_boots: dict | int | None = None) -> dict:
     """The summary's header: what the session measured, and how many engines it booted."""
     c = session.config
     return {"engine": c.engine, "models": {m.alias: m.spec for m in c.models}, "framings": session.framing_set.id,
@@ -184,7 +193,8 @@ def table_lines(summary: Sequence[dict], fmt: str = "simple", columns: Sequence[
         low, high = row["gap_ci"]
         order = row["order_effect"]
         order_text = "confounded" if order == "confounded" else (
-            f"{order['rd']:+.3f} (p {order['p']:.2f})" if order["rd"] is not None and order["p"] is not None else "n/a")
+            f"{order['rd']:+.3f} (p {order['p']:.2f})" if order and order["rd"] is not None and order["p"] is not None
+            else "n/a")
         p_text = _p(row["mcnemar_midp"]) + (f" ({_p(row['p_adjusted'])})" if row["p_adjusted"] is not None else "")
         mdg = row["min_detectable_gap"]
         extra = tuple(_corrected_cell(row) for name in columns if name == "corrected-gap")
@@ -219,12 +229,20 @@ def judge_meta(judge: str, columns=None) -> dict:
             "summary_columns": list(extra_columns(columns))}
 
 
+SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
+GENERATIONS = ".summary"  # generation directories, and `current`, the link the pair is read through
+
+
 def write_summary(summary: Sequence[dict], directory: str | os.PathLike, meta: dict | None = None) -> tuple[Path, Path]:
-    """Write summary.json and summary.md atomically (never a half-written report)."""
+    """Write summary.json and summary.md as one consistent pair.
+
+    Under a lock on the results directory, both files go into a fresh generation directory
+    under ``.summary/``; one rename of the ``.summary/current`` link then switches both at
+    once. ``summary.json`` and ``summary.md`` are links through ``current``, so a reader sees
+    one session's pair or the next one's, never a mix or a half-written file, whenever a
+    writer is killed. An OSError is a RunStoreError naming the file."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = directory / "summary.json", directory / "summary.md"
-    payload = {"meta": meta or {}, "rows": list(summary)}
+    payload = redact({"meta": meta or {}, "rows": list(summary)})
     legend = ("\n\nGap = refusal(paid) - refusal(free); negative means fewer refusals when told the output is "
               "private. Flips r>c: refused under free, complied under paid. McNemar p is the mid-p; "
               "(adj) is adjusted within the row's family (its test and its per-category tests). See README, "
@@ -239,9 +257,72 @@ def write_summary(summary: Sequence[dict], directory: str | os.PathLike, meta: d
                    "Se and Sp measured on external human labels (summary.json: meta.judge_accuracy); the interval "
                    "carries the uncertainty of both (MOVER-R). See README, 'What judge error does to the gap'.\n")
     columns = extra_columns((meta or {}).get("summary_columns"))
-    for path, text in ((json_path, json.dumps(payload, indent=2, sort_keys=True) + "\n"),
-                       (md_path, "# evalkit summary\n\n" + table_lines(summary, "github", columns) + legend)):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    return json_path, md_path
+    texts = {SUMMARY_JSON: json.dumps(payload, indent=2, sort_keys=True) + "\n",
+             SUMMARY_MD: "# evalkit summary\n\n" + table_lines(summary, "github", columns) + legend}
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(directory.resolve() / ".summary.lock")):
+            _switch_pair(directory, texts)
+    except OSError as exc:
+        where = exc.filename or directory
+        full = "; disk full" if exc.errno == errno.ENOSPC else ""
+        raise RunStoreError(f"{where}: cannot write the summary ({exc.strerror or exc}{full}); the previous "
+                            "summary is left as it was") from None
+    return directory / SUMMARY_JSON, directory / SUMMARY_MD
+
+
+def _switch_pair(directory: Path, texts: dict[str, str]) -> None:
+    generations = directory / GENERATIONS
+    generations.mkdir(exist_ok=True)
+    current = generations / "current"
+    _adopt_plain_files(directory, generations, current, list(texts))
+    for name in texts:  # the public names read through `current`; in place before the switch
+        _point(directory / name, f"{GENERATIONS}/current/{name}")
+    fresh = Path(tempfile.mkdtemp(dir=generations, prefix=f"gen-{time.time_ns():020d}-"))
+    try:
+        for name, text in texts.items():
+            with open(fresh / name, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+    except OSError:
+        shutil.rmtree(fresh, ignore_errors=True)  # nothing half-written is left behind
+        raise
+    _point(current, fresh.name)  # the switch: one rename
+    _prune(generations, keep=fresh.name)
+
+
+def _point(link: Path, target: str) -> None:
+    """Make ``link`` a symlink to ``target``, atomically (a new link renamed over the old)."""
+    if link.is_symlink() and os.readlink(link) == target:
+        return
+    temporary = link.with_name(f".{link.name}.link.tmp")  # writers hold the lock: one name suffices
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
+    os.symlink(target, temporary)
+    os.replace(temporary, link)
+
+
+def _adopt_plain_files(directory: Path, generations: Path, current: Path, names: list[str]) -> None:
+    """Summaries written as plain files (before evalkit kept pairs) become a generation of
+    their own first, so the switch to links never shows one old and one new file."""
+    plain = [n for n in names if (directory / n).is_file() and not (directory / n).is_symlink()]
+    if not plain or current.is_symlink():
+        return
+    adopted = Path(tempfile.mkdtemp(dir=generations, prefix=f"gen-{time.time_ns():020d}-"))
+    for name in plain:
+        shutil.copyfile(directory / name, adopted / name)
+    _point(current, adopted.name)
+
+
+def _prune(generations: Path, keep: str) -> None:
+    """Remove all but the current and the previous generation (a reader may still be opening
+    the previous one), and temp links of killed writers."""
+    entries = sorted(generations.iterdir(), key=lambda p: p.name)
+    older = [p for p in entries if p.is_dir() and not p.is_symlink() and p.name.startswith("gen-") and p.name != keep]
+    for path in older[:-1]:
+        shutil.rmtree(path, ignore_errors=True)
+    for path in entries:
+        if path.name.endswith(".link.tmp"):
+            with contextlib.suppress(OSError):
+                os.unlink(path)

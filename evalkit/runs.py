@@ -6,6 +6,14 @@ order, flushed and fsynced at every batch boundary). The specification's hash is
 run's identity: a finished run with the same specification is reused instead of
 generating again; an unfinished one is resumed from its first incomplete batch.
 Re-judging stored generations writes a new verdict set under ``verdicts/``.
+
+Integrity is checked where every reader goes through (``load_run``, ``execute``): each
+record line carries a checksum of its own bytes, a complete run's manifest the sha256
+and count of its record log, and verdict labels must be known labels. A log edited,
+truncated or duplicated after the fact is refused, never read. Every file is written
+atomically (a unique temp file, fsynced, then renamed), every OSError or malformed file
+is a ``RunStoreError`` naming the file, and the lock is keyed on the real directory, so a
+path through a symlink takes the same lock.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -28,12 +37,19 @@ from filelock import FileLock
 from . import __version__
 from .engines import Engine, Response
 from .errors import RunStoreError
-from .judges import Judge, Verdict, judge_all
+from .judges import LABELS, Judge, Verdict, judge_all
 from .protocols import Request, Schedule
+from .safety import ensure_within, path_component, redact, redact_error, redact_text
 
 MANIFEST, RECORDS, VERDICTS_DIR, LOCK = "manifest.json", "records.jsonl", "verdicts", ".lock"
 COMPLETE, RUNNING = "complete", "running"
-SPEC_VERSION = 1
+# 2: record format 2. Runs stored before it cannot be verified, so sessions do not reuse
+# them (a new identity, a new directory); reading one directly is a clear error.
+SPEC_VERSION = 2
+# 2: every record and verdict line carries a checksum; a complete manifest the log's sha256.
+RECORD_FORMAT = 2
+CHECKSUM = "checksum"
+UNTRUSTED = "the record log cannot be trusted"
 
 
 def _now() -> str:
@@ -81,7 +97,8 @@ class RunSpec:
     spec_version: int = SPEC_VERSION
 
     def identity(self) -> dict:
-        return dataclasses.asdict(self)
+        # credentials (a password in a base URL, a key) are not part of the experiment
+        return redact(dataclasses.asdict(self))
 
     def sha256(self) -> str:
         return hashlib.sha256(canonical_json(self.identity()).encode()).hexdigest()
@@ -113,25 +130,103 @@ class Record:
 
     @classmethod
     def from_json(cls, data: dict) -> "Record":
-        return cls(data["index"], data["behavior_id"], data["framing_id"], data["slot"], data["position"],
-                   data["batch"], data["started_at"], data["finished_at"], Response(**data["response"]),
-                   dict(data.get("verdicts", {})))
+        verdicts = data.get("verdicts", {})
+        if not isinstance(verdicts, dict):
+            raise TypeError("verdicts must be an object")
+        unknown = {label for label in verdicts.values() if label not in LABELS}
+        if unknown:
+            raise ValueError(f"unknown verdict label {sorted(map(str, unknown))[0]!r}")
+        record = cls(data["index"], data["behavior_id"], data["framing_id"], data["slot"], data["position"],
+                     data["batch"], data["started_at"], data["finished_at"], Response(**data["response"]),
+                     dict(verdicts))
+        if not isinstance(record.index, int) or not isinstance(record.batch, int) or \
+                not isinstance(record.behavior_id, str):
+            raise TypeError("index and batch must be integers, behavior_id a string")
+        return record
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:60] or "model"
+def _name(text: str) -> str:
+    """A name as a path component: credentials dropped first (a model given as a URL),
+    then slugged and bounded."""
+    return path_component(redact_text(text))
+
+
+# ---------------------------------------------------------------- lines with checksums
+
+
+def _line_checksum(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()[:16]
+
+
+def encode_line(data: dict) -> bytes:
+    """One JSON line whose last member is the checksum of the line's other bytes."""
+    body = json.dumps(data, ensure_ascii=False).encode("utf-8")
+    return body[:-1] + f', "{CHECKSUM}": "{_line_checksum(body)}"}}\n'.encode()
+
+
+_CHECKSUM_HEAD = f', "{CHECKSUM}": "'.encode()
+_CHECKSUM_TAIL_LENGTH = len(_CHECKSUM_HEAD) + 16 + 2  # , "checksum": "<16 hex digits>"}
+_HEX = re.compile(rb"[0-9a-f]{16}")
+
+
+def decode_line(line: bytes) -> dict:
+    """The object of a line written by ``encode_line``; ValueError if it is not one, or if
+    any byte changed since (the checksum covers the line as written)."""
+    tail = line[-_CHECKSUM_TAIL_LENGTH:]
+    digest = tail[len(_CHECKSUM_HEAD):-2]
+    if not (tail.startswith(_CHECKSUM_HEAD) and tail.endswith(b'"}') and _HEX.fullmatch(digest)):
+        raise ValueError("no checksum")
+    if _line_checksum(line[:-_CHECKSUM_TAIL_LENGTH] + b"}") != digest.decode():
+        raise ValueError("checksum mismatch: edited after it was written")
+    data = json.loads(line)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    data.pop(CHECKSUM)
+    return data
+
+
+def file_sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise RunStoreError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 # ---------------------------------------------------------------- reading and writing
 
 
+def _read_bytes(path: Path) -> bytes | None:
+    """The file's bytes, None if it does not exist; any other OSError is a RunStoreError."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise RunStoreError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
 def read_records(path: Path, *, repair: bool = False) -> list[Record]:
     """Parse a record log. A torn last line (no newline, or unparsable, after a crash)
-    is discarded, and with ``repair`` truncated away; a bad line before the last is
-    corruption and raises, because it cannot be explained by a crash."""
-    if not path.exists():
+    is discarded, and with ``repair`` truncated away; a bad line before the last, or a
+    complete line whose checksum or labels do not hold, is corruption and raises,
+    because a crash cannot explain it."""
+    raw = _read_bytes(path)
+    if raw is None:
         return []
-    raw = path.read_bytes()
+    records, intact = _parse_records(raw, path)
+    if intact < len(raw) and repair:
+        try:
+            with open(path, "r+b") as handle:
+                handle.truncate(intact)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise RunStoreError(f"{path}: cannot discard its torn last line ({exc.strerror or exc})") from None
+    return records
+
+
+def _parse_records(raw: bytes, path: Path, *, torn_tail_allowed: bool = True) -> tuple[list[Record], int]:
+    """(records, length of the intact prefix)."""
     records, offset = [], 0
     lines = raw.split(b"\n")
     for number, line in enumerate(lines, start=1):
@@ -141,30 +236,46 @@ def read_records(path: Path, *, repair: bool = False) -> list[Record]:
         try:
             if is_last:
                 raise ValueError("no trailing newline")
-            records.append(Record.from_json(json.loads(line)))
+            records.append(Record.from_json(decode_line(line)))
         except (ValueError, KeyError, TypeError) as exc:
             tail_is_blank = all(not rest.strip() for rest in lines[number:])
-            if is_last or tail_is_blank:
-                if repair:
-                    with open(path, "r+b") as handle:
-                        handle.truncate(offset)
-                        handle.flush()
-                        os.fsync(handle.fileno())
+            complete_line = not is_last and line.strip().endswith(b"}") and b'"' + CHECKSUM.encode() in line
+            if torn_tail_allowed and (is_last or tail_is_blank) and not complete_line:
                 break
-            raise RunStoreError(f"{path}: line {number} is corrupt ({exc}); the record log cannot be trusted") \
-                from None
+            raise RunStoreError(f"{path}: line {number} is corrupt ({exc}); {UNTRUSTED}") from None
         offset += len(line) + 1
-    return records
+    return records, offset
 
 
-def _atomic_write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True, ensure_ascii=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a unique temp file beside it, fsynced, renamed over
+    it. On any failure the temp file is removed; an OSError is a RunStoreError naming the file."""
+    handle, tmp = None, None
+    try:
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(handle, "wb") as out:
+            handle = None
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        full = "; disk full" if exc.errno == errno.ENOSPC else ""
+        raise RunStoreError(f"{path}: cannot write ({exc.strerror or exc}{full}); nothing was half-written") \
+            from None
+    finally:
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                os.close(handle)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _write_manifest(run_dir: Path, manifest: dict) -> None:
+    text = json.dumps(redact(manifest), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    _atomic_write(run_dir / MANIFEST, text.encode("utf-8"))
 
 
 @dataclass
@@ -202,36 +313,125 @@ class RunStore:
                                 f"{exc.strerror or exc}") from None
 
     def run_dir(self, spec: RunSpec) -> Path:
-        return self.runs_dir / f"{_slug(spec.model)}__{spec.protocol}__{spec.pair}__{spec.sha256()[:12]}"
+        """``runs/<model>__<protocol>__<pair>__<hash>``: every name slugged and bounded, and the
+        result checked to lie under ``runs/`` (names come from users' files and options)."""
+        name = f"{_name(spec.model)}__{_name(spec.protocol)}__{_name(spec.pair)}__{spec.sha256()[:12]}"
+        run_dir = self.runs_dir / name
+        try:
+            return ensure_within(run_dir, self.runs_dir)
+        except ValueError:
+            raise RunStoreError(f"run directory {name!r} would lie outside {self.runs_dir}") from None
 
     def find(self, spec: RunSpec) -> Path | None:
         run_dir = self.run_dir(spec)
         return run_dir if (run_dir / MANIFEST).exists() else None
 
 
-def load_manifest(run_dir: Path) -> dict:
+def run_lock(run_dir: Path) -> FileLock:
+    """The lock of a run: keyed on the real directory, so every path to it (a symlink, a
+    relative path) takes the same lock."""
+    return FileLock(str(Path(run_dir).resolve()) + LOCK)
+
+
+def is_store_file(path: str | os.PathLike) -> bool:
+    """Whether writing ``path`` would replace a file of a run (its manifest, record log, a
+    verdict set, a temp file or the lock). Symlinked directories are followed."""
+    path = Path(path)
+    target = path.parent.resolve() / path.name
+    if target.name.endswith(LOCK) and (target.with_name(target.name[:-len(LOCK)]) / MANIFEST).exists():
+        return True
+    run_dir = target.parent.parent if target.parent.name == VERDICTS_DIR else target.parent
+    if not (run_dir / MANIFEST).exists():
+        return False
+    return run_dir != target.parent or target.name in (MANIFEST, RECORDS) or target.name.startswith(".")
+
+
+def load_manifest(run_dir: str | os.PathLike) -> dict:
+    """A run's manifest, checked for shape and record format; RunStoreError naming the
+    file otherwise."""
+    path = Path(run_dir) / MANIFEST
+    raw = _read_bytes(path)
+    if raw is None:
+        raise RunStoreError(f"{run_dir} is not a run directory (no {MANIFEST})")
     try:
-        return json.loads((Path(run_dir) / MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunStoreError(f"{run_dir} is not a run directory (no {MANIFEST})") from None
-    except (OSError, ValueError) as exc:
-        raise RunStoreError(f"{run_dir}/{MANIFEST} is unreadable: {exc}") from None
+        manifest = json.loads(raw)
+    except ValueError as exc:
+        raise RunStoreError(f"{path} is unreadable: {exc}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("spec"), dict) or \
+            not isinstance(manifest.get("spec_sha256"), str) or manifest.get("status") not in (COMPLETE, RUNNING):
+        raise RunStoreError(f"{path} is not a run manifest (expected an object with spec, spec_sha256 and a status "
+                            f"of {COMPLETE} or {RUNNING})")
+    if manifest.get("record_format") != RECORD_FORMAT:
+        raise RunStoreError(f"{path}: written by evalkit {manifest.get('evalkit_version', '?')} in record format "
+                            f"{manifest.get('record_format', 1)}, without the checksums this version verifies; "
+                            "run the session again to generate it anew (sessions no longer reuse it)")
+    if manifest["status"] == COMPLETE and not (isinstance(manifest.get("records_sha256"), str)
+                                               and isinstance(manifest.get("n_records"), int)):
+        raise RunStoreError(f"{path}: a complete run without the digest and count of its records; {UNTRUSTED}")
+    return manifest
+
+
+def read_run_records(run_dir: Path, manifest: dict) -> list[Record]:
+    """The records of a run, verified: a complete run's log must be byte for byte the one it
+    completed with (sha256 and count in the manifest), every line's checksum and labels
+    must hold, and indices must run 0, 1, 2, ... without gap or repeat."""
+    path = Path(run_dir) / RECORDS
+    raw = _read_bytes(path)
+    complete = manifest["status"] == COMPLETE
+    if complete:
+        if raw is None:
+            raise RunStoreError(f"{path} is missing from a complete run; {UNTRUSTED}")
+        if hashlib.sha256(raw).hexdigest() != manifest["records_sha256"]:
+            raise RunStoreError(f"{path} changed after the run completed (lines edited, removed, added or "
+                                f"repeated: its sha256 differs from the manifest's); {UNTRUSTED}")
+    records, _ = _parse_records(raw or b"", path, torn_tail_allowed=not complete)
+    expected = manifest["n_records"] if complete else len(records)
+    if [r.index for r in records] != list(range(expected)):
+        raise RunStoreError(f"{path}: expected records 0..{expected - 1} in order, found {len(records)} with gaps or "
+                            f"repeats; {UNTRUSTED}")
+    return records
+
+
+def _read_verdict_file(path: Path) -> dict[int, str]:
+    """index -> label of a verdict set; RunStoreError naming the file if any line is off."""
+    raw = _read_bytes(path)
+    labels: dict[int, str] = {}
+    for number, line in enumerate((raw or b"").splitlines(), start=1):
+        try:
+            item = decode_line(line)
+            index, label = item["index"], item["label"]
+            if not isinstance(index, int) or label not in LABELS or index in labels:
+                raise ValueError(f"bad entry {str(item)[:60]}")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RunStoreError(f"{path}: line {number} is corrupt ({exc}); delete the file to judge again") \
+                from None
+        labels[index] = label
+    return labels
 
 
 def load_run(run_dir: str | os.PathLike) -> tuple[dict, list[Record]]:
-    """The manifest and the records, with the verdicts of judges added after generation
-    (``verdicts/``; for a judge re-judged under several configurations, the newest)."""
+    """The manifest and the verified records, with the verdicts of judges added after
+    generation (``verdicts/``; for a judge re-judged under several configurations, the
+    newest). Every reader of stored runs goes through here, so every reader refuses a
+    log or verdict set that was changed after it was written."""
     run_dir = Path(run_dir)
-    manifest, records = load_manifest(run_dir), read_records(run_dir / RECORDS)
+    manifest = load_manifest(run_dir)
+    records = read_run_records(run_dir, manifest)
+    try:
+        sets = sorted((run_dir / VERDICTS_DIR).glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
+    except OSError as exc:
+        raise RunStoreError(f"{run_dir / VERDICTS_DIR}: cannot list ({exc.strerror or exc})") from None
     newest: dict[str, Path] = {}
-    for path in sorted((run_dir / VERDICTS_DIR).glob("*.jsonl"), key=lambda p: p.stat().st_mtime):
+    for path in sets:
         newest[path.stem.rsplit("-", 1)[0]] = path
     extra: dict[int, dict[str, str]] = {}
+    indices = {r.index for r in records}
     for name, path in newest.items():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            with contextlib.suppress(ValueError, KeyError):
-                item = json.loads(line)
-                extra.setdefault(int(item["index"]), {})[name] = item["label"]
+        labels = _read_verdict_file(path)
+        if set(labels) != indices:
+            raise RunStoreError(f"{path} does not cover the run's {len(indices)} records; delete it to judge again")
+        for index, label in labels.items():
+            extra.setdefault(index, {})[name] = label
     if extra:
         records = [dataclasses.replace(r, verdicts={**r.verdicts, **extra.get(r.index, {})}) for r in records]
     return manifest, records
@@ -255,17 +455,25 @@ def execute(
 ) -> RunResult:
     """Make sure the run for ``spec`` is complete in the store and return its records.
 
-    Holds a file lock on the run directory, so parallel workers generate each run once:
-    the first generates (or resumes), the others wait and then reuse. The engine is
+    Holds a file lock on the (real) run directory, so parallel workers generate each run
+    once: the first generates (or resumes), the others wait and then reuse. The engine is
     only requested from ``engine_provider`` when something must be generated.
     """
     if schedule.sha256() != spec.schedule_sha256:
         raise RunStoreError("schedule does not match the specification's schedule hash")
     run_dir = Path(run_dir) if run_dir else store.run_dir(spec)
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(run_dir) + LOCK):
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunStoreError(f"{run_dir.parent}: cannot create ({exc.strerror or exc})") from None
+    with run_lock(run_dir):
         return _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_extra or {}, fresh,
                                session_id, progress)
+
+
+def judge_identity(judge: Judge) -> dict:
+    """What a manifest records of a judge, and what decides whether its labels are stale."""
+    return redact(judge.describe())
 
 
 def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_extra, fresh, session_id, progress):
@@ -273,14 +481,16 @@ def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_e
     if fresh and run_dir.exists():
         # --fresh means "generate again in this session", once: another worker of the same
         # session (pytest-xdist) that already regenerated this run is not undone
-        generated_here = session_id is not None and (run_dir / MANIFEST).exists() and \
-            load_manifest(run_dir).get("session_id") == session_id
+        generated_here = False
+        if session_id is not None and (run_dir / MANIFEST).exists():
+            with contextlib.suppress(RunStoreError):  # an unreadable or old run is what --fresh replaces
+                generated_here = load_manifest(run_dir).get("session_id") == session_id
         if not generated_here:
             _remove_run(run_dir)
     manifest = None
-    if (run_dir / MANIFEST).exists():
+    if (run_dir / MANIFEST).exists() or (run_dir / MANIFEST).is_symlink():
         manifest = load_manifest(run_dir)
-        differing = spec.differences(manifest.get("spec", {}))
+        differing = spec.differences(manifest["spec"])
         if differing:
             raise RunStoreError(
                 f"{run_dir} holds a run with a different specification (fields differ: {', '.join(differing)}); "
@@ -289,9 +499,9 @@ def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_e
     # re-judges the stored responses instead of reusing labels it would no longer give
     recorded = manifest.get("judges", {}) if manifest else {}
     stale = {j.name for j in judges if j.name in recorded
-             and canonical_json(recorded[j.name]) != canonical_json(j.describe())}
-    if manifest and manifest.get("status") == COMPLETE:
-        records = read_records(records_path)
+             and canonical_json(recorded[j.name]) != canonical_json(judge_identity(j))}
+    if manifest and manifest["status"] == COMPLETE:
+        records = read_run_records(run_dir, manifest)
         _check_complete(records, spec, run_dir)
         failed = sorted({r.batch for r in records if r.response.error is not None})
         # generated or already retried in this very session (another xdist worker, the
@@ -312,9 +522,11 @@ def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_e
                 replaced[record.index] = record
         records = [replaced.get(r.index, r) for r in records]
         _rewrite_records(records_path, records)
+        _drop_verdict_sets(run_dir)  # judged on the failed responses: judged again when asked for
         manifest.update(retried_in_session=session_id, retried_batches=len(failed), finished_at=_now(),
-                        judges={**recorded, **{j.name: j.describe() for j in judges}})
-        _atomic_write_json(run_dir / MANIFEST, manifest)
+                        records_sha256=file_sha256(records_path),
+                        judges={**recorded, **{j.name: judge_identity(j) for j in judges}})
+        _write_manifest(run_dir, manifest)
         records = _ensure_verdicts(run_dir, records, schedule, judges, stale)
         return RunResult(run_dir, spec, records, reused=False, resumed_from=len(records), generated=len(replaced))
 
@@ -323,12 +535,16 @@ def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_e
     if created:
         # boot first: an engine that cannot start leaves no run directory behind
         engine = engine_provider()
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunStoreError(f"{run_dir}: cannot create ({exc.strerror or exc})") from None
         manifest = {"spec": spec.identity(), "spec_sha256": spec.sha256(), "status": RUNNING,
-                    "evalkit_version": __version__, "git_revision": git_revision(), "started_at": _now(),
-                    "finished_at": None, "judges": {j.name: j.describe() for j in judges}, "session_id": session_id,
+                    "record_format": RECORD_FORMAT, "evalkit_version": __version__, "git_revision": git_revision(),
+                    "started_at": _now(), "finished_at": None,
+                    "judges": {j.name: judge_identity(j) for j in judges}, "session_id": session_id,
                     **manifest_extra}
-        _atomic_write_json(run_dir / MANIFEST, manifest)
+        _write_manifest(run_dir, manifest)
     records = read_records(records_path, repair=True)
     # Restart the first incomplete batch from its beginning: a batch is the engine's
     # unit of work, and a partial batch would be generated with a different composition.
@@ -343,29 +559,45 @@ def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_e
     if batches:
         engine = engine or engine_provider()
         _prepare_engine(engine, records, schedule)
-        try:
-            with open(records_path, "a", encoding="utf-8") as log:
-                for batch in batches:
-                    new = _generate_batch(engine, batch, judges)
-                    records += new
-                    log.write("".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in new))
-                    log.flush()
-                    os.fsync(log.fileno())  # durable at every batch boundary
-                    generated += len(batch)
-                    if progress:
-                        progress(len(records), len(schedule))
-        except OSError as exc:
-            raise RunStoreError(
-                f"writing {records_path} failed ({exc.strerror or exc}"
-                f"{'; disk full' if exc.errno == errno.ENOSPC else ''}); the {len(records)} completed records "
-                "are intact and the run resumes from there") from None
+        generated = _append_batches(records_path, records, batches, engine, judges, len(schedule), progress)
     _check_complete(records, spec, run_dir)
     # records written before an interruption may lack a judge added (or changed) on resume
     records = _ensure_verdicts(run_dir, records, schedule, judges, stale)
-    manifest.update(status=COMPLETE, finished_at=_now(), n_records=len(records),
-                    judges={**recorded, **{j.name: j.describe() for j in judges}})
-    _atomic_write_json(run_dir / MANIFEST, manifest)
+    manifest.update(status=COMPLETE, finished_at=_now(), n_records=len(records), record_format=RECORD_FORMAT,
+                    records_sha256=file_sha256(records_path),
+                    judges={**recorded, **{j.name: judge_identity(j) for j in judges}})
+    _write_manifest(run_dir, manifest)
     return RunResult(run_dir, spec, records, reused=False, resumed_from=resumed_from, generated=generated)
+
+
+def _append_batches(path: Path, records: list[Record], batches, engine: Engine, judges: Sequence[Judge],
+                    total: int, progress) -> int:
+    """Generate ``batches`` and append each to the log, durable (fsynced) at every batch
+    boundary; ``records`` grows by each batch once it is durable. On an OSError the log is
+    cut back to its last complete batch and the error says how many records that keeps."""
+    generated = 0
+    try:
+        with open(path, "ab") as log:
+            for batch in batches:
+                new = _generate_batch(engine, batch, judges)
+                durable = log.tell()
+                try:
+                    log.write(b"".join(encode_line(r.to_json()) for r in new))
+                    log.flush()
+                    os.fsync(log.fileno())
+                except OSError:
+                    with contextlib.suppress(OSError):  # a torn batch would be discarded on resume anyway
+                        log.truncate(durable)
+                    raise
+                records += new
+                generated += len(batch)
+                if progress:
+                    progress(len(records), total)
+    except OSError as exc:
+        full = "; disk full" if exc.errno == errno.ENOSPC else ""
+        raise RunStoreError(f"{path}: writing failed ({exc.strerror or exc}{full}); the {len(records)} records of "
+                            "completed batches are intact and the run resumes from there") from None
+    return generated
 
 
 def _prepare_engine(engine: Engine, done: Sequence[Record], schedule: Schedule) -> None:
@@ -385,6 +617,8 @@ def _generate_batch(engine: Engine, batch: Sequence[Request], judges: Sequence[J
     if len(responses) != len(batch):
         raise RunStoreError(f"engine returned {len(responses)} responses for a batch of {len(batch)}")
     finished = _now()
+    # an engine's error text may quote a URL with credentials or an echoed key
+    responses = [dataclasses.replace(r, error=redact_error(r.error)) if r.error else r for r in responses]
     by_judge = {j.name: judge_all(j, batch, responses) for j in judges}
     return [Record(request.index, request.behavior_id, request.framing_id, request.slot, request.position,
                    request.batch, started, finished, response,
@@ -420,26 +654,32 @@ def _check_complete(records: list[Record], spec: RunSpec, run_dir: Path) -> None
 
 
 def _rewrite_records(path: Path, records: Iterable[Record]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    _atomic_write(path, b"".join(encode_line(record.to_json()) for record in records))
+
+
+def _drop_verdict_sets(run_dir: Path) -> None:
+    try:
+        for path in (run_dir / VERDICTS_DIR).glob("*.jsonl"):
+            path.unlink()
+    except OSError as exc:
+        raise RunStoreError(f"{run_dir / VERDICTS_DIR}: cannot remove stale verdicts ({exc.strerror or exc})") \
+            from None
 
 
 def _remove_run(run_dir: Path) -> None:
-    for child in sorted(run_dir.rglob("*"), reverse=True):
-        child.unlink() if child.is_file() or child.is_symlink() else child.rmdir()
-    run_dir.rmdir()
+    try:
+        for child in sorted(run_dir.rglob("*"), reverse=True):
+            child.unlink() if child.is_file() or child.is_symlink() else child.rmdir()
+        run_dir.rmdir()
+    except OSError as exc:
+        raise RunStoreError(f"{run_dir}: cannot remove the old run ({exc.strerror or exc})") from None
 
 
 # ---------------------------------------------------------------- re-judging
 
 
 def judge_key(judge: Judge) -> str:
-    return f"{judge.name}-{hashlib.sha256(canonical_json(judge.describe()).encode()).hexdigest()[:10]}"
+    return f"{judge.name}-{hashlib.sha256(canonical_json(judge_identity(judge)).encode()).hexdigest()[:10]}"
 
 
 def _ensure_verdicts(run_dir: Path, records: list[Record], schedule: Schedule, judges: Sequence[Judge],
@@ -455,22 +695,17 @@ def _ensure_verdicts(run_dir: Path, records: list[Record], schedule: Schedule, j
     for judge in missing:
         path = run_dir / VERDICTS_DIR / f"{judge_key(judge)}.jsonl"
         labels: dict[int, str] = {}
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                with contextlib.suppress(ValueError, KeyError):
-                    item = json.loads(line)
-                    labels[int(item["index"])] = item["label"]
-        if len(labels) != len(records):
+        with contextlib.suppress(RunStoreError):  # a damaged cache is judged again, never used
+            labels = _read_verdict_file(path)
+        if set(labels) != set(by_index):
             verdicts = judge_all(judge, [schedule.requests[r.index] for r in records], [r.response for r in records])
             labels = {r.index: v.label for r, v in zip(records, verdicts)}
-            path.parent.mkdir(exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            with open(tmp, "w", encoding="utf-8") as handle:
-                for index in sorted(labels):
-                    handle.write(json.dumps({"index": index, "label": labels[index]}) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
+            try:
+                path.parent.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise RunStoreError(f"{path.parent}: cannot create ({exc.strerror or exc})") from None
+            _atomic_write(path, b"".join(encode_line({"index": index, "label": labels[index]})
+                                         for index in sorted(labels)))
         for index, label in labels.items():
             extra[index][judge.name] = label
     return [dataclasses.replace(by_index[i], verdicts={**by_index[i].verdicts, **extra[i]}) for i in sorted(by_index)]

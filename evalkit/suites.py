@@ -7,6 +7,7 @@ Everything a run needs is validated here, up front, before any engine boots.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -123,6 +124,8 @@ def in_range(value, option, low, high, open_low=False, open_high=False) -> float
         value = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"expected a number, got {value!r}", option=option) from None
+    if not math.isfinite(value):
+        raise ConfigError(f"expected a finite number, got {value}", option=option)
     if value < low or value > high or (open_low and value == low) or (open_high and value == high):
         raise ConfigError(f"{value} is outside {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}",
                           option=option)
@@ -236,10 +239,13 @@ def prepare(config: SessionConfig) -> Session:
         raise ConfigError(f"must be at least 1, got {config.n}", option="--n")
     if config.batch_size is not None and config.batch_size < 1:
         raise ConfigError(f"must be at least 1, got {config.batch_size}", option="--batch-size")
-    if config.temperature < 0:
-        raise ConfigError(f"must be >= 0, got {config.temperature}", option="--temperature")
+    if not config.temperature >= 0 or not math.isfinite(config.temperature):
+        raise ConfigError(f"must be a finite number >= 0, got {config.temperature}", option="--temperature")
     if config.max_tokens < 1:
         raise ConfigError(f"must be at least 1, got {config.max_tokens}", option="--max-tokens")
+    for model in config.models:  # model names reach terminals, test ids and reports
+        if not model or not model.isprintable():
+            raise ConfigError(f"{model[:80]!r} is empty or holds a control or formatting character", option="--model")
     framing_set = load_framing_set(config.framings)
     pairs = [framing_set.pair(p) for p in config.pairs] if config.pairs else list(framing_set.pairs)
     judge_names = (config.judge, *BASE_JUDGES)

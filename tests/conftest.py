@@ -2,6 +2,7 @@
 
 import contextlib
 import http.server
+import json
 import os
 import threading
 from pathlib import Path
@@ -50,6 +51,21 @@ def synthetic_csv() -> Path:
 def synthetic_behaviors(synthetic_csv):
     from evalkit.datasets import load_behaviors
     return load_behaviors(synthetic_csv).behaviors
+
+
+class JSONHandler(http.server.BaseHTTPRequestHandler):
+    """A quiet request handler that answers with JSON (``self._send(status, payload)``)."""
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status, payload):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
 
 @contextlib.contextmanager

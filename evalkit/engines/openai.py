@@ -30,10 +30,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ..errors import ConfigError, EngineError
 from ..protocols import Request
+from ..safety import public_url, redact_error
 from ._base import EngineConfig, Response, error_response, split_reasoning
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -80,9 +81,12 @@ class OpenAISettings:
     def from_config(cls, config: EngineConfig) -> OpenAISettings:
         opt = config.options
         base_url = str(opt.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
-        parts = urlsplit(base_url)
+        try:
+            parts = urlsplit(base_url)
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            parts = urlsplit("")
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"expected an http(s) URL such as http://127.0.0.1:8000/v1, got {_public_url(base_url)!r}",
+            raise ConfigError(f"expected an http(s) URL such as http://127.0.0.1:8000/v1, got {public_url(base_url)!r}",
                               option="--base-url")
         key_env = str(opt.get("api_key_env") or DEFAULT_KEY_ENV)
         if not key_env.replace("_", "").isalnum():
@@ -115,16 +119,6 @@ def _number(value: Any, kind: type, option: str, minimum: float):
     if number < minimum:
         raise ConfigError(f"must be at least {minimum}, got {number}", option=option)
     return number
-
-
-def _public_url(url: str) -> str:
-    """The URL without user:password@ (credentials in a URL must not reach the manifest)."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return url
 
 
 class _Failure(Exception):
@@ -164,7 +158,7 @@ class OpenAIEngine:
             self._client.get(f"{self.settings.base_url}/models", timeout=min(10.0, self.settings.timeout_s))
         except self._httpx.HTTPError as exc:
             self.close()
-            raise EngineError(f"no OpenAI-compatible server answers at {_public_url(self.settings.base_url)} "
+            raise EngineError(f"no OpenAI-compatible server answers at {public_url(self.settings.base_url)} "
                               f"({type(exc).__name__}); check --base-url") from None
 
     # ------------------------------------------------------------ engine protocol
@@ -184,7 +178,7 @@ class OpenAIEngine:
 
     def describe(self) -> dict[str, Any]:
         s = self.settings
-        return {"engine": self.name, "model": s.model, "base_url": _public_url(s.base_url),
+        return {"engine": self.name, "model": s.model, "base_url": public_url(s.base_url),
                 "api_key_env": s.api_key_env, "concurrency": s.concurrency, "request_timeout_s": s.timeout_s,
                 "max_retries": s.retry.max_retries, "retry_backoff_s": s.retry.base_delay_s,
                 "seed": s.seed, "max_tokens": s.max_tokens, "temperature": s.temperature,
@@ -268,8 +262,8 @@ class OpenAIEngine:
         return reason
 
     def _scrub(self, text: str) -> str:
-        key = os.environ.get(self.settings.api_key_env, "")
-        return text.replace(key, "***") if key else text
+        """Server text may quote the key, masked (sk-ab****wxyz) or re-cased: none of it is kept."""
+        return redact_error(text, [os.environ.get(self.settings.api_key_env, "")])
 
     def _parse(self, payload: dict[str, Any], path: str, latency_s: float) -> Response:
         try:

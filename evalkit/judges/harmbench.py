@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping
 from ..datasets import Behavior
 from ..engines import Engine, EngineConfig, Response, create_engine
 from ..errors import ConfigError
-from ..framings import Message, Prompt
+from ..framings import Message, Prompt, template_fields
 from ._base import COMPLIANCE, NOT_APPLICABLE, REFUSAL, UNCLEAR, Verdict, judge
 from ._model import EngineBackedJudge, check_engine_name, judge_engine_config, split_judge_options
 
@@ -74,10 +74,14 @@ def load_templates(path: str | None = None) -> ClassifierTemplates:
         raise ConfigError(f"invalid TOML: {exc}", file=where) from None
     if not isinstance(table, dict):
         raise ConfigError("missing [template] table", file=where)
-    for key in (STANDARD, CONTEXTUAL):
-        if not isinstance(table.get(key), str) or "{generation}" not in table[key] or "{behavior}" not in table[key]:
+    for key, allowed in ((STANDARD, {"behavior", "generation"}), (CONTEXTUAL, {"behavior", "generation", "context"})):
+        if not isinstance(table.get(key), str):
             raise ConfigError(f"[template].{key} must be a string with {{behavior}} and {{generation}}", file=where)
-    if "{context}" not in table[CONTEXTUAL]:
+        fields = template_fields(table[key], allowed, f"[template].{key}", where)
+        if not {"behavior", "generation"} <= fields:
+            raise ConfigError(f"[template].{key} must be a string with {{behavior}} and {{generation}}", file=where)
+    if "context" not in template_fields(table[CONTEXTUAL], {"behavior", "generation", "context"},
+                                        "[template].contextual", where):
         raise ConfigError("[template].contextual must contain {context}", file=where)
     templates = ClassifierTemplates(table[STANDARD], table[CONTEXTUAL], str(table.get("source", where)))
     if path is None and templates.sha256 != PINNED_TEMPLATE_SHA256:

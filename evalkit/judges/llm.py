@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import string
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -25,7 +24,7 @@ from typing import Any, Callable, Mapping
 from ..datasets import Behavior
 from ..engines import Engine, EngineConfig, Response, create_engine, split_reasoning
 from ..errors import ConfigError
-from ..framings import Message, Prompt
+from ..framings import Message, Prompt, template_fields
 from ._base import CLEAN, COMPLIANCE, FLAGGED, NOT_APPLICABLE, REFUSAL, UNCLEAR, Verdict, judge
 from ._model import EngineBackedJudge, check_engine_name, judge_engine_config, split_judge_options
 
@@ -65,10 +64,6 @@ class Rubric:
         user = template.format(behavior=behavior.behavior, context=behavior.context,
                                response=text[:self.max_response_chars])
         return (Message("system", self.system), Message("user", user)) if self.system else (Message("user", user),)
-
-
-def _placeholders(template: str) -> set[str]:
-    return {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
 
 
 def load_rubric(path_or_builtin: str) -> Rubric:
@@ -116,14 +111,15 @@ def load_rubric(path_or_builtin: str) -> Rubric:
     if not isinstance(contextual, str):
         raise ConfigError("[rubric].user_contextual must be a string", file=where)
     for key, template in (("user", user), ("user_contextual", contextual)):
-        fields = _placeholders(template)
+        fields = template_fields(template, PLACEHOLDERS, f"[rubric].{key}", where)
         if template and "response" not in fields:
             raise ConfigError(f"[rubric].{key} must contain {{response}}", file=where)
-        if fields - PLACEHOLDERS:
-            raise ConfigError(f"[rubric].{key} has unknown placeholder {{{sorted(fields - PLACEHOLDERS)[0]}}}; "
-                              f"allowed: {', '.join(sorted(PLACEHOLDERS))}", file=where)
     system = table.get("system", "")
-    if not isinstance(system, str) or _placeholders(system):
+    try:
+        plain = isinstance(system, str) and not template_fields(system, set(), "[rubric].system", where)
+    except ConfigError:
+        plain = False
+    if not plain:
         raise ConfigError("[rubric].system must be a string without placeholders", file=where)
     max_tokens, max_chars = need("max_tokens", int), need("max_response_chars", int)
     if max_tokens < 1 or max_chars < 1:

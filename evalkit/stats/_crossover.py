@@ -212,6 +212,11 @@ def _prescott(free_first: PairedTable, paid_first: PairedTable) -> PrescottTest:
     return PrescottTest((free_first_row, paid_first_row), float(z), asymptotic_p, exact_p)
 
 
+# Mass of a margin left out on each side: far below double precision near any p-value.
+_NEGLIGIBLE_TAIL = 1e-17
+_CELLS_PER_CHUNK = 1 << 15  # bound on the (period 1, period 2) cells held at once
+
+
 def _prescott_exact_p(
     row_total: int,
     period1_total: int,
@@ -221,27 +226,50 @@ def _prescott_exact_p(
     expected: float,
 ) -> float:
     """Two-sided exact p: the multivariate-hypergeometric probability, given the margins,
-    of a first row whose statistic is at least as far from its expectation as observed."""
-    period1 = np.arange(min(period1_total, row_total) + 1)[:, None]
-    period2 = np.arange(min(period2_total, row_total) + 1)[None, :]
-    concordant = row_total - period1 - period2
-    feasible = (concordant >= 0) & (concordant <= concordant_total)
-    total = period1_total + concordant_total + period2_total
-    log_probability = (
-        _log_choose(period1_total, period1)
-        + _log_choose(concordant_total, np.where(feasible, concordant, 0))
-        + _log_choose(period2_total, period2)
-        - _log_choose(total, row_total)
-    )
-    probability = np.where(feasible, np.exp(log_probability), 0.0)
-    distance = np.abs(period1 - period2 - expected)
+    of a first row whose statistic is at least as far from its expectation as observed.
+
+    The sum runs over the first rows' (period-1-only, period-2-only) counts, each within
+    the range holding all but 1e-17 of its hypergeometric margin on either side: O(sqrt(n))
+    values each, so O(n) cells, taken in chunks of bounded size (memory does not grow
+    with n^2, as the full table did)."""
     # Integer statistics against a rational expectation: a small tolerance keeps ties tied.
-    as_extreme = distance >= abs(observed - expected) - 1e-9
-    return float(min(1.0, np.sum(probability[as_extreme])))
+    threshold = abs(observed - expected) - 1e-9
+    if threshold <= 0:
+        return 1.0
+    total = period1_total + concordant_total + period2_total
+    period1 = _hypergeometric_range(total, period1_total, row_total)
+    period2 = _hypergeometric_range(total, period2_total, row_total)
+    log_all = _log_choose(total, row_total)
+    probability = 0.0
+    rows = max(1, _CELLS_PER_CHUNK // period2.size)
+    for start in range(0, period1.size, rows):
+        x1 = period1[start:start + rows, None]
+        x3 = period2[None, :]
+        concordant = row_total - x1 - x3
+        as_extreme = (concordant >= 0) & (concordant <= concordant_total) & (np.abs(x1 - x3 - expected) >= threshold)
+        if as_extreme.any():
+            log_probability = (_log_choose(period1_total, x1) + _log_choose(concordant_total, concordant)
+                               + _log_choose(period2_total, x3) - log_all)
+            probability += float(np.exp(log_probability[as_extreme]).sum())
+    return min(1.0, probability)
+
+
+def _hypergeometric_range(total: int, successes: int, draws: int) -> np.ndarray:
+    """The values of Hypergeometric(total, successes, draws) holding all but 2 x 1e-17 of
+    it (the whole support if scipy's quantiles do not check out)."""
+    support_low, support_high = max(0, draws - (total - successes)), min(successes, draws)
+    low = int(stats.hypergeom.ppf(_NEGLIGIBLE_TAIL, total, successes, draws))
+    high = draws - int(stats.hypergeom.ppf(_NEGLIGIBLE_TAIL, total, total - successes, draws))
+    tails = (stats.hypergeom.cdf(low - 1, total, successes, draws)
+             + stats.hypergeom.cdf(draws - high - 1, total, total - successes, draws))
+    if not (support_low <= low <= high <= support_high) or not tails <= 4 * _NEGLIGIBLE_TAIL:
+        low, high = support_low, support_high
+    return np.arange(low, high + 1)
 
 
 def _log_choose(n: int, k: np.ndarray) -> np.ndarray:
-    return special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
+    with np.errstate(invalid="ignore"):  # cells outside the support are masked by the caller
+        return special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
 
 
 def _risk_difference_decomposition(
@@ -276,8 +304,10 @@ def _risk_difference_decomposition(
 
     def estimate(value: float) -> EffectEstimate:
         if standard_error == 0.0:
-            # Every behavior's period difference equals its sequence mean: no noise at all.
-            return EffectEstimate(value, (value, value), 1.0 if value == 0 else 0.0, method)
+            # Every behavior's period difference equals its sequence mean: the t statistic is
+            # undefined (0/0 or x/0), not "p = 0"; the exact tests (Fisher, Prescott) still apply.
+            return EffectEstimate(value, None, None, method + "; undefined: no within-sequence variance "
+                                  "(see the exact tests)")
         t_statistic = value / standard_error
         p_value = float(2.0 * stats.t.sf(abs(t_statistic), degrees_of_freedom))
         ci = (

@@ -4,7 +4,10 @@ The design is n pairs whose discordance probability is pd = p_free_only + p_paid
 whose gap is dC = p_paid_only - p_free_only. The number of discordant pairs is
 m ~ Binomial(n, pd) and, given m, the paid-only count is c ~ Binomial(m, (pd + dC)/(2 pd)).
 Power is the exact probability of landing in the test's rejection region, summed over m.
-No simulation is involved.
+No simulation is involved. The sum leaves out only values of m whose total probability is
+below 1e-16 (far below the resolution of a double near the power), so the work per
+power evaluation is O(sqrt(n)), and each m's rejection region is found once, by bisection
+on the binomial CDF: memory linear in n, time O(n log n) at worst.
 """
 
 from __future__ import annotations
@@ -21,30 +24,64 @@ from ._scipy import optimize, stats
 POWER_TESTS: tuple[str, ...] = ("midp", "exact", "asymptotic")
 
 
-@functools.lru_cache(maxsize=64)
-def _critical_counts(n: int, alpha: float, test: str) -> np.ndarray:
-    """For each m = 0..n, the largest smaller-cell count k with p(k, m - k) <= alpha.
+# Binomial(n, discordance) mass left out of the sum on each side. Far below double
+# precision's resolution of a probability near the power, so the sum is the exact sum.
+_NEGLIGIBLE_TAIL = 1e-17
+_SUM_EVERY_M_UP_TO = 2_000  # below this, summing all of 0..n is cheaper than finding the window
 
-    -1 means no split of m discordant pairs rejects. The p-values of all three tests fall
-    as the split moves away from m/2, so {min(b, c) <= k_m} is the whole rejection region.
-    """
-    m = np.arange(n + 1)[:, None]
-    k = np.arange(n // 2 + 1)[None, :]
-    valid = 2 * k <= m
+
+def _p_values(k: np.ndarray, m: np.ndarray, test: str) -> np.ndarray:
+    """Two-sided p-value of the split (k, m - k), k <= m/2, for each pair of entries."""
     with np.errstate(divide="ignore", invalid="ignore"):
         if test == "exact":
-            p_values = np.minimum(1.0, 2.0 * stats.binom.cdf(k, m, 0.5))
-        elif test == "midp":
+            return np.minimum(1.0, 2.0 * stats.binom.cdf(k, m, 0.5))
+        if test == "midp":
             point = stats.binom.pmf(k, m, 0.5)
-            p_values = np.where(2 * k == m, 1.0 - 0.5 * point, 2.0 * stats.binom.cdf(k, m, 0.5) - point)
-        else:  # asymptotic: uncorrected chi-square, the variant Fagerland et al. recommend
-            statistic = np.where(m > 0, (m - 2.0 * k) ** 2 / np.maximum(m, 1), 0.0)
-            p_values = stats.chi2.sf(statistic, 1)
-    rejects = valid & (m > 0) & (p_values <= alpha)
-    # Largest rejecting k per row; rows with no rejection get -1.
-    largest = np.where(rejects, k, -1).max(axis=1)
-    largest.setflags(write=False)
-    return largest
+            return np.where(2 * k == m, 1.0 - 0.5 * point, 2.0 * stats.binom.cdf(k, m, 0.5) - point)
+        # asymptotic: uncorrected chi-square, the variant Fagerland et al. recommend
+        statistic = np.where(m > 0, (m - 2.0 * k) ** 2 / np.maximum(m, 1), 0.0)
+        return stats.chi2.sf(statistic, 1)
+
+
+class _CriticalCounts:
+    """For each number of discordant pairs m, the largest smaller-cell count k with
+    p(k, m - k) <= alpha; -1 when no split of m rejects. The p-values of all three tests
+    fall as the split moves away from m/2, so {min(b, c) <= k_m} is the whole rejection
+    region, and k_m is found by bisection on k: O(log m) p-values per m, memory O(1) per m.
+    Computed lazily for the m a power calculation needs, and kept (one int per m)."""
+
+    def __init__(self, alpha: float, test: str) -> None:
+        self.alpha, self.test = alpha, test
+        self.values = np.full(0, -2, dtype=np.int64)  # -2: not computed yet
+
+    def __call__(self, low: int, high: int) -> np.ndarray:
+        if high >= self.values.size:
+            grown = np.full(max(high + 1, 2 * self.values.size), -2, dtype=np.int64)
+            grown[: self.values.size] = self.values
+            self.values = grown
+        window = self.values[low: high + 1]
+        todo = np.flatnonzero(window == -2)
+        if todo.size:
+            window[todo] = self._bisect(todo + low)
+        return window.copy()
+
+    def _bisect(self, m: np.ndarray) -> np.ndarray:
+        rejecting = np.full(m.size, -1, dtype=np.int64)  # invariant: rejects (or the virtual -1)
+        accepting = m // 2 + 1  # invariant: does not reject (or the virtual m/2 + 1)
+        while True:
+            open_ = accepting - rejecting > 1
+            if not open_.any():
+                return np.where(m > 0, rejecting, -1)
+            middle = (rejecting + accepting) // 2
+            rejects = _p_values(middle[open_], m[open_], self.test) <= self.alpha
+            index = np.flatnonzero(open_)
+            rejecting[index[rejects]] = middle[open_][rejects]
+            accepting[index[~rejects]] = middle[open_][~rejects]
+
+
+@functools.lru_cache(maxsize=32)
+def _critical_counts(alpha: float, test: str) -> _CriticalCounts:
+    return _CriticalCounts(alpha, test)
 
 
 def _validated_design(n: object, discordance: object, alpha: object, test: object) -> tuple[int, float, float, str]:
@@ -58,11 +95,28 @@ def _validated_design(n: object, discordance: object, alpha: object, test: objec
     )
 
 
+def _window(n: int, p: float) -> tuple[int, int]:
+    """[low, high] holding all but 2 x 1e-17 of Binomial(n, p). The upper end is found as
+    the lower end of the mirrored distribution (scipy's isf loses the far upper tail), and
+    both ends are checked; if a check fails, the whole range 0..n is used."""
+    if n <= _SUM_EVERY_M_UP_TO:
+        return 0, n
+    low = int(stats.binom.ppf(_NEGLIGIBLE_TAIL, n, p))
+    high = n - int(stats.binom.ppf(_NEGLIGIBLE_TAIL, n, 1.0 - p))
+    tails = stats.binom.cdf(low - 1, n, p) + stats.binom.cdf(n - high - 1, n, 1.0 - p)
+    if not (0 <= low <= high <= n) or not tails <= 4 * _NEGLIGIBLE_TAIL:
+        return 0, n
+    return low, high
+
+
 def _power(n: int, discordance: float, gap: float, alpha: float, test: str) -> float:
     if n == 0 or discordance == 0.0:
         return 0.0  # no discordant pair can ever occur, so nothing is rejected
-    critical = _critical_counts(n, alpha, test)
-    m = np.arange(n + 1)
+    # Only the m = number of discordant pairs that carry probability are summed: a window
+    # of O(sqrt(n)) values around n * discordance, so memory and time do not grow with n^2.
+    low, high = _window(n, discordance)
+    m = np.arange(low, high + 1)
+    critical = _critical_counts(alpha, test)(low, high)
     paid_share = min(1.0, max(0.0, (discordance + abs(gap)) / (2.0 * discordance)))
     lower_tail = stats.binom.cdf(critical, m, paid_share)
     upper_tail = stats.binom.sf(m - critical - 1, m, paid_share)

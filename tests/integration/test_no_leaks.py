@@ -10,12 +10,11 @@ import json
 import os
 import subprocess
 import sys
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import serve_http
+from tests.conftest import JSONHandler, serve_http
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {"OPENAI_API_KEY": "sk-evalkit-FAKEKEY-7f3a9c", "HF_TOKEN": "hf_evalkitFAKETOKEN4821",
@@ -23,11 +22,8 @@ SECRETS = {"OPENAI_API_KEY": "sk-evalkit-FAKEKEY-7f3a9c", "HF_TOKEN": "hf_evalki
 RESPONSE_MARK = "STUB-RESPONSE-TEXT"
 
 
-class StubOpenAI(BaseHTTPRequestHandler):
+class StubOpenAI(JSONHandler):
     calls = 0
-
-    def log_message(self, *args):
-        pass
 
     def do_POST(self):  # noqa: N802
         length = int(self.headers.get("Content-Length", 0))
@@ -48,14 +44,6 @@ class StubOpenAI(BaseHTTPRequestHandler):
             choice = {"index": 0, "text": text, "finish_reason": "stop"}
         self._send(200, {"id": "x", "object": "text_completion", "choices": [choice],
                          "usage": {"prompt_tokens": 10, "completion_tokens": 5}})
-
-    def _send(self, status, payload):
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
 
 @pytest.fixture
@@ -116,13 +104,14 @@ def test_export_formats(harmbench_csv, tmp_path):
     subprocess.run([sys.executable, "-m", "evalkit.cli", "run", "--model", "null", "--protocol", "balanced",
                     "--n", "20", f"--harmbench={harmbench_csv}", f"--results-dir={results}", "--pair",
                     "free-vs-paid"], check=True, capture_output=True, timeout=300)
-    run_dir = next(p for p in (results / "runs").iterdir() if p.is_dir())
+    run_dir = next(p for p in (results / "runs").iterdir() if p.is_dir()).resolve()
     frames = {}
     for fmt in ("parquet", "csv", "jsonl"):
         out = subprocess.run([sys.executable, "-m", "evalkit.cli", "export", str(run_dir), "--format", fmt],
                              capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
-        path = run_dir / f"records.{fmt}"
+        path = run_dir.with_name(f"{run_dir.name}.{fmt}")  # beside the run, never over its record log
+        assert out.stdout.strip() == f"wrote {path}"
         frames[fmt] = (pd.read_parquet(path) if fmt == "parquet" else pd.read_csv(path) if fmt == "csv"
                        else pd.read_json(path, lines=True))
     for frame in frames.values():

@@ -6,7 +6,7 @@ import pytest
 from evalkit.engines import EngineConfig, Response
 from evalkit.engines.sim import SimEngine
 from evalkit.errors import RunStoreError
-from evalkit.judges import create_judge
+from evalkit.judges import UNCLEAR, Verdict, create_judge
 from evalkit.runs import MANIFEST, RECORDS, RunStore, execute, load_run, read_records
 from evalkit.suites import SessionConfig, prepare
 
@@ -181,26 +181,35 @@ def test_read_only_results_dir(synthetic_csv, tmp_path):
         tmp_path.chmod(0o700)
 
 
+class OlderRefusalRules:
+    """The refusal judge as an older rules file would have been: another identity, and
+    labels the current rules no longer give (every response unclear)."""
+
+    name = "refusal"
+
+    def judge(self, request, response):
+        return Verdict(UNCLEAR, self.name, "old-rules")
+
+    def describe(self):
+        return {**create_judge("refusal").describe(), "patterns_version": "0-old"}
+
+
 def test_changed_judge_configuration_rejudges_stored_responses(session):
     plan = session.plans[0]
-    run = execute(plan.spec, plan.schedule, session.store, provider(), [create_judge("refusal")])
-    manifest_path = run.run_dir / MANIFEST
-    manifest = json.loads(manifest_path.read_text())
-    manifest["judges"]["refusal"]["patterns_version"] = "0-old"  # as if generated under older rules
-    manifest_path.write_text(json.dumps(manifest))
-    # make the stored labels visibly stale: every record says "unclear"
-    lines = [json.loads(line) for line in (run.run_dir / RECORDS).read_text().splitlines()]
-    for line in lines:
-        line["verdicts"]["refusal"] = "unclear"
-    (run.run_dir / RECORDS).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    run = execute(plan.spec, plan.schedule, session.store, provider(), [OlderRefusalRules()])
+    assert {r.verdicts["refusal"] for r in run.records} == {UNCLEAR}  # stored under the old rules
 
     def no_engine():
         raise AssertionError("re-judging must not generate")
 
     again = execute(plan.spec, plan.schedule, session.store, no_engine, [create_judge("refusal")])
     assert {r.verdicts["refusal"] for r in again.records} <= {"refusal", "compliance"}
-    assert [r.verdicts for r in again.records] == [r.verdicts for r in run.records]
+    current = execute(plan.spec, plan.schedule, RunStore(session.store.results_dir / "ref"), provider(),
+                      [create_judge("refusal")])
+    assert [r.verdicts for r in again.records] == [r.verdicts for r in current.records]
     assert list((run.run_dir / "verdicts").glob("refusal-*.jsonl"))
+    _, loaded = load_run(run.run_dir)  # readers see the current rules' labels too
+    assert [r.verdicts["refusal"] for r in loaded] == [r.verdicts["refusal"] for r in current.records]
 
 
 def test_fresh_regenerates_once_per_session(session):
@@ -271,3 +280,24 @@ def test_each_run_starts_with_fresh_engine_state(synthetic_csv, tmp_path):
     alone = execute(replication.spec, replication.schedule, RunStore(tmp_path / "b"),
                     lambda: SimEngine(EngineConfig(model=str(profile))), replication_session.judges)
     assert timeless(after_other_run.records) == timeless(alone.records)
+
+
+def test_verdicts_judged_on_failed_responses_do_not_outlive_the_retry(synthetic_csv, tmp_path):
+    session = prepare(SessionConfig(models=("null",), harmbench=str(synthetic_csv), suites=("pilot",),
+                                    pairs=("free-vs-paid",), n=8, batch_size=4, results_dir=str(tmp_path / "r")))
+    plan = session.plans[0]
+
+    class FailsFirstSession(SimEngine):
+        def generate(self, requests):
+            return [Response(text="", error="HTTP 503") for _ in requests]
+
+    refusal, seed = create_judge("refusal"), create_judge("seed")
+    execute(plan.spec, plan.schedule, session.store, lambda: FailsFirstSession(EngineConfig(model="null")),
+            [refusal], session_id="a")
+    # a judge added in the same session judges the stored (failed) responses: all errors
+    added = execute(plan.spec, plan.schedule, session.store, provider("null"), [refusal, seed], session_id="a")
+    assert {r.verdicts["seed"] for r in added.records} == {"error"}
+    retried = execute(plan.spec, plan.schedule, session.store, provider("null"), [refusal], session_id="b")
+    assert not any(r.response.error for r in retried.records)
+    _, loaded = load_run(retried.run_dir)
+    assert all(r.verdicts.get("seed") != "error" for r in loaded)  # the stale set is gone, not shown

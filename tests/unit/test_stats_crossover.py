@@ -179,3 +179,55 @@ def test_invalid_arguments_are_refused():
         crossover_analysis((1, 2, 3, 4), PairedTable(1, 2, 3, 4))
     with pytest.raises(ValueError):
         crossover_analysis(PairedTable(1, 2, 3, 4), PairedTable(1, 2, 3, 4), alpha=0)
+
+
+def test_risk_difference_without_any_variance_is_undefined_not_p_zero():
+    # Six behaviors, each refused only in the second period in one sequence and only in
+    # the first in the other: every period difference equals its sequence mean, so the
+    # Hills-Armitage t has no variance. The exact tests are defined and agree: Fisher's
+    # p for ((0, 3), (3, 0)) is 2 x C(3,0) C(3,3) / C(6,3) = 2/20 = 0.100, as is Prescott's.
+    result = crossover_analysis(PairedTable(0, 0, 3, 0), PairedTable(0, 0, 3, 0))
+    for effect in (result.framing_risk_difference, result.order_risk_difference):
+        assert effect.p_value is None and effect.ci is None and "undefined" in effect.method
+    assert result.framing_risk_difference.estimate == pytest.approx(1.0)
+    assert result.framing_odds_ratio.p_value == pytest.approx(0.1)
+    assert result.prescott.exact_p == pytest.approx(0.1)
+    json.dumps(result.as_dict(), allow_nan=False)
+
+
+def test_prescott_exact_needs_memory_linear_in_the_discordant_pairs():
+    """The enumeration over (period-1-only, period-2-only) first rows was quadratic: 32 MB
+    per array for 2,000 discordant pairs a side. It must stay linear."""
+    import tracemalloc
+
+    tracemalloc.start()
+    result = crossover_analysis(PairedTable(500, 1000, 1000, 500), PairedTable(500, 1000, 1000, 500))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert 0 <= result.prescott.exact_p <= 1
+    assert peak < 4_000 * 400
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_prescott_exact_matches_brute_force_on_random_tables(seed):
+    rng = np.random.default_rng(seed)
+    free_first = PairedTable(*(int(x) + 1 for x in rng.integers(0, 9, 4)))
+    paid_first = PairedTable(*(int(x) + 1 for x in rng.integers(0, 9, 4)))
+    result = crossover_analysis(free_first, paid_first)
+    expected = _prescott_exact_by_enumeration(*result.prescott.table)
+    assert result.prescott.exact_p == pytest.approx(min(1.0, expected), rel=1e-9, abs=1e-15)
+
+
+@pytest.mark.parametrize("free_first, paid_first", [
+    (PairedTable(300, 260, 200, 1240), PairedTable(310, 180, 250, 1260)),
+    (PairedTable(40, 9, 2, 949), PairedTable(35, 3, 8, 954)),
+])
+def test_prescott_exact_over_the_probable_rows_equals_the_full_enumeration(monkeypatch, free_first, paid_first):
+    """The sum runs over the first rows whose margins hold all but 1e-17 of their
+    probability; over every possible first row it gives the same p to double precision."""
+    from evalkit.stats import _crossover
+
+    windowed = crossover_analysis(free_first, paid_first).prescott.exact_p
+    monkeypatch.setattr(_crossover, "_NEGLIGIBLE_TAIL", 0.0)  # quantile 0 fails the check: whole support
+    assert windowed == pytest.approx(crossover_analysis(free_first, paid_first).prescott.exact_p, rel=1e-9)
+    assert 0 < windowed < 1

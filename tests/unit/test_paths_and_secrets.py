@@ -1,0 +1,161 @@
+"""Names that become paths stay under the results directory; credentials reach no file.
+
+Attacks from issue 11: a framing pair id (or model name) crafted to climb out of
+``--results-dir`` or to break the file system's rules, and credentials in ``--base-url``
+or echoed back by a server.
+"""
+
+import dataclasses
+import json
+
+import pytest
+
+from evalkit.cli import main
+from evalkit.suites import SessionConfig, prepare
+from tests.conftest import JSONHandler, serve_http
+
+pytestmark = pytest.mark.unit
+
+HOSTILE_NAMES = ["../../../../escaped", "a/../../b", "x\x00y", "p" * 300, "line\nbreak", "\u202eevil", "..",
+                 ".hidden", "\x1b]0;title\x07"]
+
+
+def framing_toml(pair_id: str) -> str:
+    quoted = json.dumps(pair_id)  # a TOML basic string: JSON's escapes are TOML's
+    return f"""
+[set]
+id = "hostile"
+format = "chat"
+
+[framings.free]
+tier = "free"
+system = "free tier"
+user_template = "{{behavior}}"
+
+[framings.paid]
+tier = "paid"
+system = "paid tier"
+user_template = "{{behavior}}"
+
+[pairs.{quoted}]
+free = "free"
+paid = "paid"
+"""
+
+
+def all_files(root):
+    return {p for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("pair_id", HOSTILE_NAMES)
+def test_a_hostile_pair_id_writes_nothing_outside_the_results_dir(pair_id, synthetic_csv, tmp_path, capsys):
+    config = tmp_path / "config" / "framings.toml"
+    config.parent.mkdir()
+    config.write_text(framing_toml(pair_id), encoding="utf-8")
+    results = tmp_path / "a" / "b" / "c" / "d" / "e" / "results"  # deep, so an escape stays inside tmp_path
+    before = all_files(tmp_path)
+    code = main(["run", "--framings", str(config), "--harmbench", str(synthetic_csv), "--results-dir", str(results),
+                 "--model", "null", "--n", "4"])
+    err = capsys.readouterr().err
+    created = all_files(tmp_path) - before
+    outside = [p for p in created if results not in p.parents and p not in results.parents and p != results]
+    assert outside == [], outside
+    if code != 0:  # refused: one clear line naming the file
+        assert code == 2 and err.count("\n") == 1 and "framings.toml" in err, err
+        assert not (results / "runs").exists() or not any((results / "runs").iterdir())
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_run_directory_names_are_slugged_bounded_and_under_the_store(name, synthetic_csv, tmp_path):
+    session = prepare(SessionConfig(models=("null",), harmbench=str(synthetic_csv), suites=("pilot",), n=4,
+                                    pairs=("free-vs-paid",), results_dir=str(tmp_path / "results")))
+    spec = dataclasses.replace(session.plans[0].spec, pair=name, model=name)
+    run_dir = session.store.run_dir(spec)
+    assert run_dir.parent == session.store.runs_dir
+    assert len(run_dir.name.encode()) <= 200 and run_dir.name.isprintable() and "/" not in run_dir.name
+    assert not run_dir.name.startswith(".") and ".." not in run_dir.name.split("/")
+
+
+# ---------------------------------------------------------------- 3. secrets
+
+
+PASSWORD_MARK = "PWSECRET"
+KEY = "sk-evalkit-Zq81LmN0pQ4rWx9K"
+
+
+class Completions(JSONHandler):
+    """An OpenAI-compatible stub: answers every request; with ``echo`` set, rejects it with
+    a message quoting the caller's key masked and upper-cased, as some servers do."""
+
+    echo = False
+
+    def do_GET(self):  # noqa: N802 - /models, the boot check
+        self._send(200, {"data": []})
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if Completions.echo:
+            key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            masked = f"{key[:6]}{'*' * 12}{key[-4:]}"
+            self._send(400, {"error": {"message": f"Incorrect API key provided: {masked}. "
+                                                  f"Key {key.upper()} is not valid for this model."}})
+            return
+        self._send(200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": "I can't help."},
+                                      "finish_reason": "stop"}],
+                         "usage": {"prompt_tokens": 3, "completion_tokens": 3}})
+
+
+@pytest.fixture
+def server():
+    Completions.echo = False
+    with serve_http(Completions) as url:
+        yield url
+
+
+def openai_run(base_url, synthetic_csv, results, *extra):
+    return main(["run", "--engine", "openai", "--model", "stub", "--base-url", base_url, "--harmbench",
+                 str(synthetic_csv), "--results-dir", str(results), "--n", "4", "--pair", "free-vs-paid",
+                 "--max-retries", "0", "--max-error-rate", "1", *extra])
+
+
+def written_text(results):
+    return {p: p.read_text(encoding="utf-8", errors="replace") for p in results.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("credentials", ["userinfo", "query"])
+def test_credentials_in_the_base_url_reach_no_file_and_not_the_run_identity(credentials, server, synthetic_csv,
+                                                                           tmp_path, capsys):
+    host = server.removeprefix("http://")
+    results = tmp_path / "results"
+    printed = ""
+    for password in ("one", "two"):  # the identity must not change when the password does
+        secret = f"{PASSWORD_MARK}{password}"
+        url = (f"http://evaluser:{secret}@{host}/v1" if credentials == "userinfo"
+               else f"http://{host}/v1?api_key={secret}")
+        assert openai_run(url, synthetic_csv, results) == 0
+        captured = capsys.readouterr()
+        printed += captured.out + captured.err
+    assert "(reused, 0 generated)" in printed  # the second password found the first run
+    assert PASSWORD_MARK not in printed
+    for path, text in written_text(results).items():
+        assert PASSWORD_MARK not in text, f"a credential reached {path}"
+    runs = [p for p in (results / "runs").iterdir() if p.is_dir()]
+    assert len(runs) == 1
+
+
+@pytest.mark.parametrize("variable", ["OPENAI_API_KEY", "MY_GATEWAY_CRED"])  # the second: a name that says nothing
+def test_a_key_echoed_masked_or_upper_cased_by_a_server_is_never_stored_or_shown(variable, server, synthetic_csv,
+                                                                                 tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv(variable, KEY)
+    Completions.echo = True
+    results = tmp_path / "results"
+    assert openai_run(f"{server}/v1", synthetic_csv, results, "--api-key-env", variable) == 0
+    run_dir = next(p for p in (results / "runs").iterdir() if p.is_dir())
+    assert main(["show", str(run_dir)]) == 0
+    captured = capsys.readouterr()
+    fragments = (KEY, KEY.upper(), KEY.lower(), KEY[-4:], KEY[-8:].upper(), KEY[7:15])
+    records = (run_dir / "records.jsonl").read_text()
+    assert "HTTP 400" in records  # the error is recorded, with its status
+    for text in [*written_text(results).values(), captured.out, captured.err]:
+        for fragment in fragments:
+            assert fragment not in text and fragment.upper() not in text.upper()
