@@ -243,9 +243,11 @@ def prepare(config: SessionConfig) -> Session:
         raise ConfigError(f"must be a finite number >= 0, got {config.temperature}", option="--temperature")
     if config.max_tokens < 1:
         raise ConfigError(f"must be at least 1, got {config.max_tokens}", option="--max-tokens")
-    for model in config.models:  # model names reach terminals, test ids and reports
-        if not model or not model.isprintable():
-            raise ConfigError(f"{model[:80]!r} is empty or holds a control or formatting character", option="--model")
+    for entry in config.models:  # aliases and model names reach terminals, test ids and reports
+        for name in (entry.alias, entry.model):
+            if not name or not name.isprintable():
+                raise ConfigError(f"{name[:80]!r} is empty or holds a control or formatting character",
+                                  option="--model")
     framing_set = load_framing_set(config.framings)
     pairs = [framing_set.pair(p) for p in config.pairs] if config.pairs else list(framing_set.pairs)
     judge_names = (config.judge, *BASE_JUDGES)

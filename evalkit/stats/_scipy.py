@@ -68,6 +68,35 @@ def _fisher_exact(table, alternative: str = "two-sided"):
     return odds_ratio, min(1.0, p_value)
 
 
+def _hypergeom_support(total: int, successes: int, draws: int) -> tuple[int, np.ndarray]:
+    """The lowest count and the pmf over the whole support of Hypergeometric(total, successes,
+    draws) (scipy.stats' argument order M, n, N), from log binomial coefficients."""
+    total, successes, draws = int(total), int(successes), int(draws)
+    low, high = max(0, draws - (total - successes)), min(successes, draws)
+    k = np.arange(low, high + 1, dtype=float)
+
+    def log_choose(n, r):
+        return special.gammaln(n + 1) - special.gammaln(r + 1) - special.gammaln(n - r + 1)
+
+    return low, np.exp(log_choose(successes, k) + log_choose(total - successes, draws - k) - log_choose(total, draws))
+
+
+def _hypergeom_cdf(k, total, successes, draws) -> float:
+    low, pmf = _hypergeom_support(total, successes, draws)
+    index = int(np.floor(k)) - low
+    if index < 0:
+        return 0.0
+    return 1.0 if index >= pmf.size - 1 else min(1.0, float(pmf[:index + 1].sum()))
+
+
+def _hypergeom_ppf(q, total, successes, draws) -> float:
+    """The smallest count whose cdf reaches q (scipy's definition; a relative tolerance of
+    1e-10 keeps a cdf that is exactly q, such as 0.5 at a symmetric midpoint, at its count)."""
+    low, pmf = _hypergeom_support(total, successes, draws)
+    cumulative = np.cumsum(pmf)
+    return float(low + min(int(np.searchsorted(cumulative, q * (1 - 1e-10), side="left")), pmf.size - 1))
+
+
 def _brentq(*args, **kwargs):
     from scipy import optimize as _optimize  # only the Tango interval and the power search need it
 
@@ -78,5 +107,6 @@ norm = SimpleNamespace(ppf=lambda q: special.ndtri(q), cdf=lambda x: special.ndt
 binom = SimpleNamespace(cdf=_binom_cdf, sf=_binom_sf, pmf=_binom_pmf, logpmf=_binom_logpmf)
 chi2 = SimpleNamespace(sf=lambda x, df: special.chdtrc(df, x))
 t = SimpleNamespace(ppf=lambda q, df: special.stdtrit(df, q), sf=lambda x, df: special.stdtr(df, -np.asarray(x)))
-stats = SimpleNamespace(norm=norm, binom=binom, chi2=chi2, t=t, fisher_exact=_fisher_exact)
+hypergeom = SimpleNamespace(cdf=_hypergeom_cdf, ppf=_hypergeom_ppf)
+stats = SimpleNamespace(norm=norm, binom=binom, chi2=chi2, t=t, hypergeom=hypergeom, fisher_exact=_fisher_exact)
 optimize = SimpleNamespace(brentq=_brentq)

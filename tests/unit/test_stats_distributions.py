@@ -48,3 +48,14 @@ def test_chi_square_and_t():
 def test_fisher_exact_two_sided(table):
     # includes Fisher's tea-tasting table [[3, 1], [1, 3]] (p = 0.4857) and degenerate margins
     assert stats.fisher_exact(table)[1] == pytest.approx(reference.fisher_exact(table)[1], rel=1e-10)
+
+
+@pytest.mark.parametrize("total,successes,draws", [(10, 4, 3), (60, 25, 30), (400, 36, 200), (8_000, 700, 4_000),
+                                                   (50, 50, 10), (50, 0, 10)])
+def test_hypergeometric_cdf_and_quantiles(total, successes, draws):
+    # the exact crossover test trims each margin to the counts holding all but 1e-17 of it
+    for k in range(max(0, draws - (total - successes)) - 1, min(successes, draws) + 2):
+        assert stats.hypergeom.cdf(k, total, successes, draws) == pytest.approx(
+            reference.hypergeom.cdf(k, total, successes, draws), rel=1e-9, abs=1e-250)
+    for q in (1e-17, 1e-9, 0.025, 0.5, 0.975):
+        assert stats.hypergeom.ppf(q, total, successes, draws) == reference.hypergeom.ppf(q, total, successes, draws)
