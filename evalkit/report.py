@@ -76,7 +76,8 @@ def summary_rows(rows: Sequence[Row], *, multiplicity: str = "holm") -> list[dic
         order_effect = None
         if crossover is not None and not crossover.confounded:
             rd, period = crossover.order_risk_difference, crossover.period_odds_ratio
-            order_effect = {"rd": _r(rd.estimate if rd else None), "p": _r(period.p_value if period else None)}
+            order_effect = {"rd": _r(rd.estimate if rd else None), "rd_ci": _r(rd.ci if rd else None),
+                            "p": _r(period.p_value if period else None)}
         if result is None:
             out.append(_empty_row(row))
             continue
@@ -184,6 +185,12 @@ def _p(value: float) -> str:
 
 def table_lines(summary: Sequence[dict], fmt: str = "simple", columns: Sequence[str] = ()) -> str:
     """The summary table; ``columns`` adds optional columns (``EXTRA_COLUMNS``) after the gap."""
+    headers, body = table_cells(summary, columns)
+    return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
+
+
+def table_cells(summary: Sequence[dict], columns: Sequence[str] = ()) -> tuple[tuple[str, ...], list[tuple]]:
+    """The summary table's headers and cells (text), as summary.md and the HTML report show them."""
     body = []
     for row in summary:
         if row["n"] == 0:
@@ -202,8 +209,7 @@ def table_lines(summary: Sequence[dict], fmt: str = "simple", columns: Sequence[
                      f"{row['refusal_paid']:.3f}", f"{row['gap']:+.3f} [{low:+.3f}, {high:+.3f}]", *extra, p_text,
                      f"{row['flips_refuse_to_comply']} / {row['flips_comply_to_refuse']}", f"{row['flip_rate']:.3f}",
                      order_text, "n/a" if mdg is None else f"{mdg:.3f}", row["errors"], row["verdict"]))
-    headers = HEADERS[:7] + tuple(EXTRA_COLUMNS[name] for name in columns) + HEADERS[7:]
-    return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
+    return HEADERS[:7] + tuple(EXTRA_COLUMNS[name] for name in columns) + HEADERS[7:], body
 
 
 TRACE_HEADERS = ("model", "suite", "pair", "traces free", "flagged free", "traces paid", "flagged paid")
