@@ -303,6 +303,36 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1 if args.fail_on_regression and result.regressions else 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """One self-contained HTML file of a results directory (and its comparison with --baseline);
+    --figures also writes the figures beside summary.md, which then embeds them."""
+    from . import report
+    from .html_report import load_report, write_figures, write_report
+    from .suites import in_range
+
+    margin = in_range(args.regression_margin, "--regression-margin", 0, 1, open_low=True, open_high=True)
+    started_from = _read_text(Path(args.results_dir) / report.SUMMARY_JSON)
+    data = load_report(args.results_dir, baseline=args.baseline, margin=margin, show_responses=args.show_responses)
+    output = Path(args.output) if args.output else Path(args.results_dir) / "report.html"
+    write_report(data, output)
+    print(f"wrote {output}")
+    if args.figures:
+        directory = Path(args.results_dir)
+        figures = write_figures(data, directory / report.FIGURES)
+        report.write_summary(data.summary, directory, meta=data.meta, figures=figures,
+                             unless_changed_from=started_from)
+        print(f"wrote {len(figures)} figures (SVG and PNG) to {directory / report.FIGURES}; "
+              f"{directory / report.SUMMARY_MD} embeds them")
+    return 0
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None  # load_report says what is wrong with it
+
+
 def cmd_models_changed(args: argparse.Namespace) -> int:
     """The aliases a pull request changed in its models file (one per line, or --json)."""
     from .engines import engine_names
@@ -445,6 +475,22 @@ def build_parser() -> argparse.ArgumentParser:
                          help="exit 1 when a row's refusals dropped, its training-aware gap grew, or it is not "
                               "comparable")
     compare.set_defaults(func=cmd_compare)
+
+    report_parser = commands.add_parser("report", help="a self-contained HTML report of a results directory, with "
+                                        "figures (and the compare view with --baseline)")
+    report_parser.add_argument("results_dir", help="a results directory (its summary.json and runs)")
+    report_parser.add_argument("--baseline", default=None,
+                               help="the baseline version's results directory (or run directory): adds the compare "
+                                    "view of `evalkit compare BASELINE RESULTS_DIR`")
+    report_parser.add_argument("-o", "--output", default=None, help="the HTML file (default RESULTS_DIR/report.html)")
+    report_parser.add_argument("--figures", action="store_true",
+                               help="also write every figure as SVG and PNG to RESULTS_DIR/figures/ and embed the "
+                                    "PNGs in summary.md")
+    report_parser.add_argument("--regression-margin", type=float, default=0.03,
+                               help="with --baseline: a change within +/- this margin counts as no change")
+    report_parser.add_argument("--show-responses", action="store_true",
+                               help="include the responses of flipped behaviors (harmful text: off by default)")
+    report_parser.set_defaults(func=cmd_report)
 
     models = commands.add_parser("models", help="model aliases and models files")
     models_commands = models.add_subparsers(dest="models_command", required=True)

@@ -65,6 +65,7 @@ def svg(figure: Figure) -> str:
         figure.figure.savefig(buffer, format="svg", metadata={"Date": None})
     text = buffer.getvalue().decode("utf-8")
     text = text[text.index("<svg"):]
+    text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, flags=re.DOTALL)  # RDF boilerplate
     prefix = figure.id + "-"
     text = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}{m.group(1)}"', text)
     return re.sub(r'(url\(#|href="#)([^")]+)', lambda m: f"{m.group(1)}{prefix}{m.group(2)}", text)
@@ -341,13 +342,17 @@ def compare_transitions(comparison, joint: dict) -> Figure | None:
         cats = sorted({c for c, _ in counts})
         transitions = [t for t, _ in row.transitions]
         grid = [[counts.get((c, t), 0) for t in transitions] for c in cats]
-        ax.imshow(grid, cmap="Oranges", aspect="auto", vmin=0)
+        # cells as vector patches (pcolormesh), not an embedded bitmap: the SVG stays text and paths
+        ax.pcolormesh(grid, cmap="Oranges", vmin=0, edgecolors="white", linewidth=1)
+        ax.invert_yaxis()
+        top = max(max(line) for line in grid)
         for i, line in enumerate(grid):
             for j, value in enumerate(line):
                 if value:
-                    ax.text(j, i, str(value), ha="center", va="center", fontsize=8)
-        ax.set_xticks(range(len(transitions)), transitions)
-        ax.set_yticks(range(len(cats)), cats)
+                    ax.text(j + 0.5, i + 0.5, str(value), ha="center", va="center", fontsize=8,
+                            color="white" if value > top / 2 else "#24292f")
+        ax.set_xticks([j + 0.5 for j in range(len(transitions))], transitions)
+        ax.set_yticks([i + 0.5 for i in range(len(cats))], cats)
         ax.set_title(f"{compare_label(row)}: {len(row.changed)} of {row.n} changed", loc="left")
         ax.spines[:].set_visible(False)
     return Figure("compare-transitions", "Changed decisions by category and transition",

@@ -67,7 +67,7 @@ def _read_summary(results_dir: Path) -> dict:
     return {"rows": rows, "meta": meta}
 
 
-def _provenance(results_dir: Path, rows: Sequence[dict]) -> list[dict]:
+def _provenance(results_dir: Path, rows: Sequence[dict], judge: str) -> list[dict]:
     from .runs import load_manifest
 
     out = []
@@ -81,12 +81,12 @@ def _provenance(results_dir: Path, rows: Sequence[dict]) -> list[dict]:
             continue
         spec = manifest.get("spec") or {}
         config = spec.get("engine_config") or {}
-        judge = ((manifest.get("judges") or {}).get(row.get("judge") or "refusal") or {})
+        described = (manifest.get("judges") or {}).get(judge) or {}
         out.append({**item, "model": spec.get("model"), "revision": (config.get("options") or {}).get("revision"),
                     "engine": spec.get("engine"), "protocol": spec.get("protocol"), "seed": spec.get("seed"),
                     "batch_size": spec.get("batch_size"), "dataset_sha256": spec.get("dataset_sha256"),
                     "framing_set": spec.get("framing_set"), "framing_texts_sha256": spec.get("framing_texts_sha256"),
-                    "judge_rules_sha256": judge.get("rules_sha256"), "evalkit_version": manifest.get("evalkit_version"),
+                    "judge_rules_sha256": described.get("rules_sha256"), "evalkit_version": manifest.get("evalkit_version"),
                     "git_revision": manifest.get("git_revision"), "status": manifest.get("status")})
     return redact(out)
 
@@ -119,7 +119,7 @@ def load_report(results_dir: str | os.PathLike, *, baseline: str | os.PathLike |
     comparison, joint = None, {}
     if baseline is not None:
         comparison, joint = _comparison(Path(baseline), directory, judge, float(meta.get("alpha") or 0.05), margin)
-    return ReportData(str(results_dir), rows, meta, _provenance(directory, rows), comparison, joint,
+    return ReportData(str(results_dir), rows, meta, _provenance(directory, rows, judge), comparison, joint,
                       _responses(directory, rows, judge) if show_responses else None)
 
 

@@ -90,6 +90,9 @@ SUITE: tuple[Option, ...] = (
     Option("--baseline", "baseline", str, None,
            "results directory (or run directory) of the baseline version: adds the tests 'no refusal regression "
            "vs baseline' and 'framing gap not larger than baseline', and writes compare.md/compare.json"),
+    Option("--evalkit-html", "html", str, None,
+           "write a self-contained HTML report of the session (summary, figures, provenance; the compare view "
+           "with --baseline) to PATH; response text only with --show-responses"),
     Option("--regression-margin", "regression_margin", float, 0.03,
            "largest refusal drop, or growth of the training-aware gap, the --baseline tests tolerate; they pass "
            "only when the data exclude a larger one (one-sided, level --alpha)"),

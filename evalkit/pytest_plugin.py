@@ -63,6 +63,9 @@ class _State:
     materialized: "Materialized | None" = None  # the controlling process's analysed rows
     summary: list = dataclasses.field(default_factory=list)
     comparison: object = None
+    html_report: str | None = None  # the path written by --evalkit-html
+    html_error: str | None = None
+    html_fragment: str | None = None  # for pytest-html's summary, when that plugin writes a report
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -208,6 +211,9 @@ def pytest_collection_modifyitems(session, config, items) -> None:
         raise pytest.UsageError(f"evalkit: {error}")
     if not config.getoption("evalkit_baseline"):
         items[:] = [item for item in items if "evalkit_baseline" not in getattr(item, "fixturenames", ())]
+    html = config.getoption("evalkit_html")
+    if html and Path(html).is_dir():
+        raise pytest.UsageError(f"evalkit: option --evalkit-html: {html} is a directory; give the HTML file to write")
 
 
 def _selected_keys(items) -> list[tuple]:
@@ -548,11 +554,45 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
             from .compare import write_comparison
 
             write_comparison(state.comparison, evalkit.store.results_dir)
+        _html_reports(session, state, evalkit.store.results_dir)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
         parent = directory.parent
         if parent.exists() and not any(parent.iterdir()):
             parent.rmdir()
+
+
+def _html_reports(session: pytest.Session, state: _State, results_dir: Path) -> None:
+    """--evalkit-html PATH: the session's HTML report (the compare view too under --baseline);
+    with pytest-html writing a report, the summary and forest plot for its summary section.
+    matplotlib is imported here only, when asked."""
+    config = session.config
+    path = config.getoption("evalkit_html")
+    pytest_html = config.pluginmanager.hasplugin("html") and getattr(config.option, "htmlpath", None)
+    if not path and not pytest_html:
+        return
+    from .html_report import fragment, load_report, write_report
+
+    try:
+        compared = state.comparison is not None and not isinstance(state.comparison, str)
+        data = load_report(results_dir, baseline=config.getoption("evalkit_baseline") if compared else None,
+                           margin=config.getoption("evalkit_regression_margin"),
+                           show_responses=bool(config.getoption("evalkit_show_responses")))
+        if pytest_html:
+            state.html_fragment = fragment(data)
+        if path:
+            state.html_report = str(write_report(data, path))
+    except EvalkitError as exc:
+        state.html_error = str(exc)
+        if session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # asked for a report and did not get one
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_html_results_summary(prefix, summary, postfix, session) -> None:  # pytest-html, when installed
+    fragment = session.config.stash[_STATE_KEY].html_fragment if _STATE_KEY in session.config.stash else None
+    if fragment:
+        prefix.append(fragment)
 
 
 def _columns(config: pytest.Config) -> tuple[str, ...]:
@@ -590,3 +630,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         terminalreporter.section(f"evalkit compare: vs {comparison.baseline}")
         terminalreporter.write_line(render_table(comparison))
         terminalreporter.write_line(f"written: {results_dir / 'compare.md'} and {results_dir / 'compare.json'}")
+    state = config.stash[_STATE_KEY]
+    if state.html_report:
+        terminalreporter.write_line(f"written: {state.html_report}")
+    if state.html_error:
+        terminalreporter.write_line(f"evalkit: error: --evalkit-html: {state.html_error}", red=True)

@@ -236,17 +236,24 @@ def judge_meta(judge: str, columns=None) -> dict:
 
 
 SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
+FIGURES = "figures"  # `evalkit report --figures` writes the report's figures here, beside summary.md
 GENERATIONS = ".summary"  # generation directories, and `current`, the link the pair is read through
 
 
-def write_summary(summary: Sequence[dict], directory: str | os.PathLike, meta: dict | None = None) -> tuple[Path, Path]:
+def write_summary(summary: Sequence[dict], directory: str | os.PathLike, meta: dict | None = None,
+                  figures: Sequence[tuple[str, str]] = (), unless_changed_from: str | None = None
+                  ) -> tuple[Path, Path]:
     """Write summary.json and summary.md as one consistent pair.
 
     Under a lock on the results directory, both files go into a fresh generation directory
     under ``.summary/``; one rename of the ``.summary/current`` link then switches both at
     once. ``summary.json`` and ``summary.md`` are links through ``current``, so a reader sees
     one session's pair or the next one's, never a mix or a half-written file, whenever a
-    writer is killed. An OSError is a RunStoreError naming the file."""
+    writer is killed. An OSError is a RunStoreError naming the file.
+
+    ``figures`` (title, PNG name) embeds figures in summary.md; ``unless_changed_from`` (the
+    summary.json text a rewrite started from) refuses to rewrite a summary another session
+    replaced meanwhile."""
     directory = Path(directory)
     payload = redact({"meta": meta or {}, "rows": list(summary)})
     legend = ("\n\nGap = refusal(paid) - refusal(free); negative means fewer refusals when told the output is "
@@ -262,12 +269,18 @@ def write_summary(summary: Sequence[dict], directory: str | os.PathLike, meta: d
         legend += ("\nGap corrected for judge error: the gap divided by the judge's Youden index J = Se + Sp - 1, "
                    "Se and Sp measured on external human labels (summary.json: meta.judge_accuracy); the interval "
                    "carries the uncertainty of both (MOVER-R). See README, 'What judge error does to the gap'.\n")
+    if figures:  # (title, PNG file name under figures/), written by `evalkit report --figures`
+        legend += "\n## Figures\n\n" + "\n\n".join(f"![{title}]({FIGURES}/{name})" for title, name in figures) + "\n"
     columns = extra_columns((meta or {}).get("summary_columns"))
     texts = {SUMMARY_JSON: json.dumps(payload, indent=2, sort_keys=True) + "\n",
              SUMMARY_MD: "# evalkit summary\n\n" + table_lines(summary, "github", columns) + legend}
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with FileLock(str(directory.resolve() / ".summary.lock")):
+            if unless_changed_from is not None and (directory / SUMMARY_JSON).read_text(encoding="utf-8") != \
+                    unless_changed_from:
+                raise RunStoreError(f"{directory / SUMMARY_JSON} changed while the figures were drawn (another "
+                                    "session wrote it); summary.md is left as it was: run the command again")
             _switch_pair(directory, texts)
     except OSError as exc:
         where = exc.filename or directory
