@@ -87,8 +87,14 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "x"
 
 
+def short(text: str, limit: int = 28) -> str:
+    """A name as a tick label: long names (aliases, categories) are cut, so the plot keeps its size."""
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def row_label(row: dict) -> str:
-    return f"{row['model']} · {row['suite']} · {row['pair']}"
+    return f"{short(row['model'])} · {short(row['suite'], 20)} · {short(row['pair'], 20)}"
 
 
 def _ordered(rows: Sequence[dict]) -> list[dict]:
@@ -189,7 +195,7 @@ def categories(rows: Sequence[dict], margin: float | None) -> list[Figure]:
                             for b in row["breakdowns"]])
             ax.set_title(row["pair"])
             ax.set_xlabel("gap [95% CI]")
-        axes[0][0].set_yticks(list(ys.values()), [f"{c} ({'sem.' if d == 'semantic' else 'func.'})" for d, c in ys])
+        axes[0][0].set_yticks(list(ys.values()), [f"{short(c)} ({'sem.' if d == 'semantic' else 'func.'})" for d, c in ys])
         out.append(Figure(f"categories-{index}-{slug(model)}-{slug(suite)}", f"Per-category gaps: {model} · {suite}",
                           "The gap within each HarmBench semantic (sem.) and functional (func.) category; small "
                           "categories have wide intervals.", fig))
@@ -260,7 +266,7 @@ def power(rows: Sequence[dict], alpha: float) -> Figure:
                             textcoords="offset points", fontsize=7, color=colour)
             if not control and row.get("gap") is not None:
                 ax.axvline(abs(row["gap"]), color=colour, lw=0.8, alpha=0.6)
-        ax.set_title(f"{model} · {suite}")
+        ax.set_title(f"{short(model)} · {short(suite, 20)}")
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("true |gap|")
         ax.set_ylabel("detection rate")
@@ -285,7 +291,7 @@ def session_figures(summary: Sequence[dict], meta: dict) -> list[Figure]:
 
 
 def compare_label(row) -> str:
-    return f"{row.alias} · {row.suite} · {row.pair}"
+    return f"{short(row.alias)} · {short(row.suite, 20)} · {short(row.pair, 20)}"
 
 
 def compare_refusals(comparison) -> Figure:
@@ -352,7 +358,7 @@ def compare_transitions(comparison, joint: dict) -> Figure | None:
                     ax.text(j + 0.5, i + 0.5, str(value), ha="center", va="center", fontsize=8,
                             color="white" if value > top / 2 else "#24292f")
         ax.set_xticks([j + 0.5 for j in range(len(transitions))], transitions)
-        ax.set_yticks([i + 0.5 for i in range(len(cats))], cats)
+        ax.set_yticks([i + 0.5 for i in range(len(cats))], [short(c) for c in cats])
         ax.set_title(f"{compare_label(row)}: {len(row.changed)} of {row.n} changed", loc="left")
         ax.spines[:].set_visible(False)
     return Figure("compare-transitions", "Changed decisions by category and transition",
