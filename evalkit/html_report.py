@@ -396,10 +396,15 @@ def write_figures(data: ReportData, directory: str | os.PathLike) -> list[tuple[
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
+    """``data`` at ``path`` whole or not at all: a temporary file beside it, renamed into place,
+    removed again when anything fails."""
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; give the file to write", option="-o/--output")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
     except OSError as exc:
-        raise RunStoreError(f"{exc.filename or path}: cannot write the report ({exc.strerror or exc})") from None
+        tmp.unlink(missing_ok=True)
+        raise RunStoreError(f"{path}: cannot write the report ({exc.strerror or exc})") from None

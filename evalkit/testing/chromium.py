@@ -12,6 +12,7 @@ where it can); ``find_chromium`` returns None where there is none.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -74,13 +75,15 @@ class Chromium:
                 raise RuntimeError(f"chromium did not start: {error or 'timeout'}")
             time.sleep(0.05)
         port, path = port_file.read_text().splitlines()[:2]
-        self._socket = connect(f"ws://127.0.0.1:{port}{path}", max_size=None, open_timeout=self.timeout)
+        self._sockets = contextlib.ExitStack()
+        self._socket = self._sockets.enter_context(connect(f"ws://127.0.0.1:{port}{path}", max_size=None,
+                                                           open_timeout=self.timeout))
         return self
 
     def __exit__(self, *exc) -> None:
-        socket = getattr(self, "_socket", None)
-        if socket is not None:
-            socket.close()
+        sockets = getattr(self, "_sockets", None)
+        if sockets is not None:
+            sockets.close()
         if self._process.poll() is None:
             self._process.terminate()
             try:

@@ -1,5 +1,6 @@
 """What start-up imports: `evalkit --help`, `pytest --help` and `evalkit stats` must not pay for
-scipy.stats, scipy.optimize or pandas (seconds each; benchmarks/startup.py measures the time)."""
+scipy.stats, scipy.optimize, pandas or matplotlib (seconds each; benchmarks/startup.py measures the
+time); matplotlib loads only when a report is drawn."""
 
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import pytest
 
 HEAVY = ("scipy.stats", "scipy.optimize", "pandas")
 PROBE = ("import sys\n{code}\n"
-         "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'scipy', 'pandas'))))")
+         "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'scipy', 'pandas', 'matplotlib'))))")
 
 
 def imported(code: str) -> set[str]:
@@ -20,7 +21,7 @@ def imported(code: str) -> set[str]:
 @pytest.mark.parametrize("code", [
     "import evalkit.cli; evalkit.cli.build_parser()",  # evalkit --help
     "import pytest, evalkit.pytest_plugin",  # pytest --help loads the plugin by entry point
-    "import evalkit, evalkit.stats, evalkit.suites, evalkit.report, evalkit.compare",
+    "import evalkit, evalkit.stats, evalkit.suites, evalkit.report, evalkit.compare, evalkit.html_report",
 ])
 def test_help_imports_no_numeric_library(code):
     assert imported(code) == set()
