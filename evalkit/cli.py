@@ -307,9 +307,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     """One self-contained HTML file of a results directory (and its comparison with --baseline);
     --figures also writes the figures beside summary.md, which then embeds them."""
     from . import report
-    from .html_report import load_report, write_figures, write_report
+    from .html_report import load_report, require_matplotlib, write_figures, write_report
     from .suites import in_range
 
+    require_matplotlib("report")
     margin = in_range(args.regression_margin, "--regression-margin", 0, 1, open_low=True, open_high=True)
     started_from = _read_text(Path(args.results_dir) / report.SUMMARY_JSON)
     data = load_report(args.results_dir, baseline=args.baseline, margin=margin, show_responses=args.show_responses)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .errors import InputError, RunStoreError
+from .errors import ConfigError, InputError, RunStoreError
 from .safety import redact
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -35,6 +35,15 @@ LEGEND = {
     "other": ("other", "a verdict this report version does not know"),
 }
 MAX_RESPONSES = 5  # flipped behaviors per row shown with --show-responses
+
+
+def require_matplotlib(option: str) -> None:
+    """The figures need matplotlib (the ``report`` extra): say so before any work, naming the option."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ConfigError('the HTML report draws its figures with matplotlib, which is not installed: '
+                          'pip install "evalkit[report]"', option=option)
 
 
 @dataclass(frozen=True)

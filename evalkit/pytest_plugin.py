@@ -214,6 +214,13 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     html = config.getoption("evalkit_html")
     if html and Path(html).is_dir():
         raise pytest.UsageError(f"evalkit: option --evalkit-html: {html} is a directory; give the HTML file to write")
+    if html:
+        from .html_report import require_matplotlib
+
+        try:
+            require_matplotlib("--evalkit-html")
+        except EvalkitError as exc:
+            raise pytest.UsageError(f"evalkit: {exc}") from None
 
 
 def _selected_keys(items) -> list[tuple]:
@@ -571,7 +578,13 @@ def _html_reports(session: pytest.Session, state: _State, results_dir: Path) -> 
     pytest_html = config.pluginmanager.hasplugin("html") and getattr(config.option, "htmlpath", None)
     if not path and not pytest_html:
         return
-    from .html_report import fragment, load_report, write_report
+    from .html_report import fragment, load_report, require_matplotlib, write_report
+
+    if not path:
+        try:
+            require_matplotlib("--html")
+        except EvalkitError:
+            return  # pytest-html without matplotlib: its report simply has no evalkit section
 
     try:
         compared = state.comparison is not None and not isinstance(state.comparison, str)
@@ -582,8 +595,8 @@ def _html_reports(session: pytest.Session, state: _State, results_dir: Path) -> 
             state.html_fragment = fragment(data)
         if path:
             state.html_report = str(write_report(data, path))
-    except EvalkitError as exc:
-        state.html_error = str(exc)
+    except Exception as exc:  # a report that cannot be made is said in one line, never an INTERNALERROR
+        state.html_error = str(exc) if isinstance(exc, EvalkitError) else f"{type(exc).__name__}: {exc}"
         if session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # asked for a report and did not get one
 

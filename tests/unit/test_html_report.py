@@ -137,3 +137,15 @@ def test_figures_written_as_svg_and_png(rows, tmp_path):
 def test_same_inputs_same_bytes(rows, page):
     forest = [figures.svg(figures.session_figures(rows, data(rows).meta)[0]) for _ in range(2)]
     assert forest[0] == forest[1] and forest[0] in page
+
+
+def test_without_matplotlib_the_report_command_says_how_to_get_it(monkeypatch, tmp_path, capsys):
+    import importlib.util
+
+    from evalkit import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    assert cli.main(["report", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and 'pip install "evalkit[report]"' in error and "report" in error
