@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -46,13 +47,16 @@ def main(argv=None) -> int:
         startup = _median_seconds(cli + ["--help"], args.repeat)
         command = _median_seconds(cli + ["report", args.results_dir, "-o", str(output)], args.repeat)
         phases = {"read": [], "figures": [], "whole_render": []}
+        cpu = []  # CPU seconds of the whole render: less sensitive than wall time to a shared machine
         for _ in range(args.repeat):
             started = time.perf_counter()
             data = html_report.load_report(args.results_dir)
             read = time.perf_counter()
             drawn = [figures.svg(f) for f in figures.session_figures(data.summary, data.meta)]
             drew = time.perf_counter()
+            cpu_started = time.process_time()
             html_report.render(data)  # the figures again, and the document around them
+            cpu.append(time.process_time() - cpu_started)
             phases["read"].append(read - started)
             phases["figures"].append(drew - read)
             phases["whole_render"].append(time.perf_counter() - drew)
@@ -63,6 +67,7 @@ def main(argv=None) -> int:
             "evalkit_report_s": round(command, 3), "evalkit_help_s": round(startup, 3),
             "report_over_help": round(command / startup, 2),
             **{f"{name}_s": round(statistics.median(values), 3) for name, values in phases.items()},
+            "whole_render_cpu_s": round(statistics.median(cpu), 3), "load_average": round(os.getloadavg()[0], 1),
             "browser_load_s": None,
         }
         try:
