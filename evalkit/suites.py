@@ -22,7 +22,7 @@ from .errors import ConfigError, EvalkitError
 from .framings import FramingPair, FramingSet, load_framing_set
 from .judges import Judge, JudgeSettings, build_judges, positive_label, validate_judges
 from .protocols import PROTOCOLS, Schedule, build_schedule
-from .runs import RunResult, RunSpec, RunStore, execute
+from .runs import DEFAULT_SYNC, RunResult, RunSpec, RunStore, SyncPolicy, execute
 from .stats import CorrectedGap
 
 DEFAULT_SIM_MODELS = ("study-pilot", "qwen-control")
@@ -80,6 +80,7 @@ class SessionConfig:
     judge_settings: JudgeSettings = JudgeSettings()  # model-based judges and the vote (options.JUDGE)
     multiplicity: str = "holm"
     session_id: str | None = None  # one pytest session (all its xdist workers) or one CLI call
+    sync: SyncPolicy = DEFAULT_SYNC  # when records are fsynced (--sync)
 
     @classmethod
     def from_options(cls, values: dict[str, Any], engine_options: dict[str, Any]) -> "SessionConfig":
@@ -105,6 +106,7 @@ class SessionConfig:
                    temperature=float(values.get("temperature") or 0.0), engine_options=dict(engine_options),
                    thresholds=thresholds, fresh=bool(values.get("fresh")),
                    multiplicity=values.get("multiplicity") or "holm",
+                   sync=SyncPolicy.parse(values.get("sync") or DEFAULT_SYNC.text),
                    judge_settings=JudgeSettings.from_options(values))  # --judge-engine ... --vote-tie
 
 
@@ -277,7 +279,8 @@ def run_plan(session: Session, plan: RunPlan, pool: EnginePool, progress=None, r
              ) -> RunResult:
     return execute(plan.spec, plan.schedule, session.store, pool.provider(plan.engine_config), session.judges,
                    manifest_extra=manifest_extra(session, plan), fresh=session.config.fresh,
-                   session_id=session.config.session_id, run_dir=run_dir, progress=progress)
+                   session_id=session.config.session_id, run_dir=run_dir, progress=progress,
+                   sync=session.config.sync)
 
 
 @dataclass(frozen=True)
