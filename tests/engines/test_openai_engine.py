@@ -425,3 +425,63 @@ def test_invalid_options_are_config_errors(options, flag):
     with pytest.raises(ConfigError) as info:
         openai_engine(config)
     assert info.value.option == flag
+
+
+def test_credentials_in_the_url_are_sent_as_basic_authorization(scripted, one_raw_request, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, FAKE_KEY)
+    base_url = scripted.base_url.replace("http://", "http://gate%40user:p%3Ass@")
+    engine = openai_engine(openai_config(base_url, api_key_env=KEY_ENV))
+    [response] = engine.generate(one_raw_request)
+    engine.close()
+    assert response.ok
+    assert scripted.seen[-1]["auth"] == "Basic " + __import__("base64").b64encode(b"gate@user:p:ss").decode()
+
+
+def test_a_keep_alive_connection_the_server_closed_while_idle_is_reopened(one_raw_request, monkeypatch):
+    """HTTP/1.1 keep-alive, but the server drops each connection soon after answering (as
+    servers do with idle connections): the next request opens a new connection at once,
+    with no error, no retry and no backoff."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    connections = []
+    body = json.dumps({"choices": [{"text": "fine", "finish_reason": "stop"}]}).encode()
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            connections.append(conn)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, rest = data.split(b"\r\n\r\n", 1)
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            while len(rest) < length:
+                rest += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                         + str(len(body)).encode() + b"\r\n\r\n" + body)
+            time.sleep(0.05)
+            conn.close()  # keep-alive promised, then the idle connection is closed
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    from evalkit.engines.openai import OpenAIEngine
+    monkeypatch.setattr(OpenAIEngine, "_check_reachable", lambda self: None)  # one answer per connection
+    engine, sleeps = engine_with_recorded_sleeps(
+        openai_config(f"http://127.0.0.1:{listener.getsockname()[1]}/v1", max_retries=0))
+    try:
+        responses = []
+        for _ in range(3):
+            responses += engine.generate(one_raw_request)
+            time.sleep(0.2)  # the server has closed the connection by now
+    finally:
+        engine.close()
+        listener.close()
+    assert [r.text for r in responses] == ["fine"] * 3, [r.error for r in responses]
+    assert sleeps == [] and len(connections) == 3
