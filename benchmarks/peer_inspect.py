@@ -11,7 +11,8 @@ its log:
   sim vs mockllm           evalkit's embedded sim engine (batch 1) against Inspect's mockllm
                            with a custom output function (its default counts tokens with
                            tiktoken, which downloads an encoding)
-  sim vs mockllm, 4,000    the same on 4,000 synthetic behaviors (16,000 requests)
+  sim vs mockllm, 4,000    the same on 4,000 synthetic behaviors (16,000 requests; not run
+                           by default: Inspect needs about half an hour for it on 2 cores)
 
 evalkit runs as `evalkit run` does (plan, generate, judge with its two lexical judges, append
 to the run store, analyse, write the summary); Inspect runs `eval()` on a Task whose samples
@@ -312,7 +313,8 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions per setting (median)")
-    parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated: {', '.join(SETTINGS)}")
+    parser.add_argument("--settings", default="openai-b1,openai-c8,sim",
+                        help=f"comma-separated, from: {', '.join(SETTINGS)}")
     parser.add_argument("--harmbench", default=None, help="HarmBench CSV or directory (else $EVALKIT_HARMBENCH)")
     parser.add_argument("--server-seconds", type=float, default=3600, help="the stub server stops after this long")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
