@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 from ..errors import ConfigError, EngineError
 from ..protocols import Request
@@ -136,10 +137,19 @@ class _Failure(Exception):
         self.reason, self.retryable, self.retry_after_s = reason, retryable, retry_after_s
 
 
+def _basic(username: str | None, password: str | None) -> str | None:
+    if not (username or password):
+        return None
+    pair = f"{unquote(username or '')}:{unquote(password or '')}"
+    return "Basic " + base64.b64encode(pair.encode()).decode()
+
+
 class _Connections:
     """Keep-alive HTTP/1.1 connections to the base URL's origin, one per thread (a
     connection carries one request at a time), reopened when the server has closed one
-    while it was idle. Credentials in the URL become Basic authorization, as in browsers."""
+    while it was idle. Credentials in the URL become Basic authorization, as in browsers.
+    The proxy environment variables are honoured (HTTP_PROXY, HTTPS_PROXY, NO_PROXY): an
+    https origin is reached through a CONNECT tunnel, an http one by absolute URLs."""
 
     def __init__(self, base_url: str, timeout_s: float) -> None:
         parts = urlsplit(base_url)
@@ -147,18 +157,30 @@ class _Connections:
         self._port = parts.port or (443 if self._https else 80)
         self._prefix = parts.path.rstrip("/")
         self._ssl = ssl.create_default_context() if self._https else None
-        self.basic_auth = None
-        if parts.username or parts.password:
-            pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
-            self.basic_auth = "Basic " + base64.b64encode(pair.encode()).decode()
+        self.basic_auth = _basic(parts.username, parts.password)
+        proxy = None if proxy_bypass(self._host) else getproxies().get(parts.scheme)
+        self._proxy = urlsplit(proxy if "://" in proxy else f"http://{proxy}") if proxy else None
+        self._proxy_headers: dict[str, str] = {}
+        if self._proxy is not None and not self._https:  # requests name the origin in full
+            self._prefix = f"http://{self._host}:{self._port}{self._prefix}"
+            authorization = _basic(self._proxy.username, self._proxy.password)
+            self._proxy_headers = {"Proxy-Authorization": authorization} if authorization else {}
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: set[http.client.HTTPConnection] = set()
 
     def _new(self, timeout_s: float) -> http.client.HTTPConnection:
+        host, port = self._host, self._port
+        if self._proxy is not None:
+            host, port = self._proxy.hostname or "", self._proxy.port or 80
         if self._https:
-            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout_s, context=self._ssl)
-        return http.client.HTTPConnection(self._host, self._port, timeout=timeout_s)
+            connection = http.client.HTTPSConnection(host, port, timeout=timeout_s, context=self._ssl)
+            if self._proxy is not None:
+                authorization = _basic(self._proxy.username, self._proxy.password)
+                connection.set_tunnel(self._host, self._port,
+                                      headers={"Proxy-Authorization": authorization} if authorization else None)
+            return connection
+        return http.client.HTTPConnection(host, port, timeout=timeout_s)
 
     def _mine(self) -> http.client.HTTPConnection:
         connection = getattr(self._local, "connection", None)
@@ -185,7 +207,7 @@ class _Connections:
         """(status, headers, body). Raises TimeoutError, OSError or http.client.HTTPException."""
         connection = self._mine() if timeout_s is None else self._new(timeout_s)
         try:
-            connection.request(method, self._prefix + path, body=body, headers=headers)
+            connection.request(method, self._prefix + path, body=body, headers={**headers, **self._proxy_headers})
             reply = connection.getresponse()
             data = reply.read()
         except BaseException:

@@ -485,3 +485,24 @@ def test_a_keep_alive_connection_the_server_closed_while_idle_is_reopened(one_ra
         listener.close()
     assert [r.text for r in responses] == ["fine"] * 3, [r.error for r in responses]
     assert sleeps == [] and len(connections) == 3
+
+
+def test_the_proxy_environment_is_honoured(scripted, one_raw_request, monkeypatch):
+    """HTTP_PROXY set: requests to an http origin go to the proxy, naming the origin in full
+    (the scripted server plays the proxy); NO_PROXY naming the origin goes direct."""
+    proxy = scripted.base_url.rsplit("/v1", 1)[0]
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    engine = openai_engine(openai_config("http://upstream.example:8000/v1"))
+    [response] = engine.generate(one_raw_request)
+    engine.close()
+    assert response.ok and response.text.startswith("echo: ")
+    assert scripted.seen[-1]["path"] == "http://upstream.example:8000/v1/completions"
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    engine = openai_engine(openai_config(scripted.base_url))
+    engine.generate(one_raw_request)
+    engine.close()
+    assert scripted.seen[-1]["path"] == "/v1/completions"
