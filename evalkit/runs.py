@@ -645,22 +645,23 @@ def _append_batches(path: Path, records: list[Record], batches, engine: Engine, 
                     total: int, progress, sync: SyncPolicy) -> int:
     """Generate ``batches`` and append each to the log: handed to the operating system at
     every batch boundary (a killed process loses at most its batch in flight), fsynced when
-    ``sync`` says so, and fsynced once more before returning or raising (the manifest may
-    only say complete once every record is durable). ``records`` grows by each batch once it
-    is written. On an OSError the log is cut back to its last complete batch and the error
-    says how many records that keeps."""
+    ``sync`` says so, after the last batch (the manifest may only say complete once every
+    record is durable) and before an error propagates. ``records`` grows by each batch once
+    it is written. On an OSError the log is cut back to its last complete batch and the
+    error says how many records that keeps."""
     generated = pending = 0
     try:
         with open(path, "ab") as log:
             synced_at = time.monotonic()
             try:
-                for batch in batches:
+                for number, batch in enumerate(batches, start=1):
                     new = _generate_batch(engine, batch, judges)
                     written = log.tell()
                     try:
                         log.write(b"".join(r.to_line() for r in new))
                         log.flush()
-                        due = sync.due(pending + len(new), time.monotonic() - synced_at)
+                        # the last batch always: progress reporting the whole run means durable
+                        due = number == len(batches) or sync.due(pending + len(new), time.monotonic() - synced_at)
                         if due:
                             os.fsync(log.fileno())
                     except OSError:
