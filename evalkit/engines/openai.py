@@ -8,7 +8,11 @@ every header, retry and timeout is visible here.
 Options (``EngineConfig.options``; all optional):
 
 ==============  ===============================================================
-base_url        endpoint root including ``/v1`` (default https://api.openai.com/v1)
+base_url        endpoint root including ``/v1`` (default https://api.openai.com/v1).
+                ``user:password@`` in it is sent as Basic authorization (instead of
+                the key), never described, stored or put in an error; a query
+                (``?api-version=...``) follows every path. HTTP_PROXY, HTTPS_PROXY
+                and NO_PROXY are honoured.
 api_key_env     NAME of the environment variable holding the key (default
                 OPENAI_API_KEY). The key is read at request time, sent only as a
                 bearer token, and never stored, described or put in an error.
@@ -156,8 +160,11 @@ class _Connections:
         self._https, self._host, self._timeout_s = parts.scheme == "https", parts.hostname or "", timeout_s
         self._port = parts.port or (443 if self._https else 80)
         self._prefix = parts.path.rstrip("/")
+        self._query = f"?{parts.query}" if parts.query else ""  # a gateway's ?api-version=..., after the path
         self._ssl = ssl.create_default_context() if self._https else None
         self.basic_auth = _basic(parts.username, parts.password)
+        # what a server could echo back in an error: the URL's password and its Basic token
+        self.secrets = [unquote(parts.password or ""), (self.basic_auth or "").removeprefix("Basic ")]
         proxy = None if proxy_bypass(self._host) else getproxies().get(parts.scheme)
         self._proxy = urlsplit(proxy if "://" in proxy else f"http://{proxy}") if proxy else None
         self._proxy_headers: dict[str, str] = {}
@@ -207,7 +214,7 @@ class _Connections:
         """(status, headers, body). Raises TimeoutError, OSError or http.client.HTTPException."""
         connection = self._mine() if timeout_s is None else self._new(timeout_s)
         try:
-            connection.request(method, self._prefix + path, body=body, headers={**headers, **self._proxy_headers})
+            connection.request(method, self._prefix + path + self._query, body=body, headers={**headers, **self._proxy_headers})
             reply = connection.getresponse()
             data = reply.read()
         except BaseException:
@@ -354,7 +361,8 @@ class OpenAIEngine:
 
     def _scrub(self, text: str) -> str:
         """Server text may quote the key, masked (sk-ab****wxyz) or re-cased: none of it is kept."""
-        return redact_error(text, [os.environ.get(self.settings.api_key_env, "")])
+        url_secrets = self._http.secrets if self._http is not None else []
+        return redact_error(text, [os.environ.get(self.settings.api_key_env, ""), *url_secrets])
 
     def _parse(self, payload: dict[str, Any], path: str, latency_s: float) -> Response:
         try:
