@@ -106,7 +106,7 @@ class SessionConfig:
                    temperature=float(values.get("temperature") or 0.0), engine_options=dict(engine_options),
                    thresholds=thresholds, fresh=bool(values.get("fresh")),
                    multiplicity=values.get("multiplicity") or "holm",
-                   sync=SyncPolicy.parse(values.get("sync") or DEFAULT_SYNC.text),
+                   sync=DEFAULT_SYNC if values.get("sync") is None else SyncPolicy.parse(values["sync"]),
                    judge_settings=JudgeSettings.from_options(values))  # --judge-engine ... --vote-tie
 
 
