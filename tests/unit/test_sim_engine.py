@@ -217,3 +217,27 @@ def test_cost_per_request_does_not_depend_on_the_batch_size(monkeypatch):
         per_request[batch_size] = counted[0] / (2 * len(items))
     # a batched request also pays for its share of the batch digest and for its batch noise
     assert per_request[1] <= per_request[16] <= per_request[1] + 5
+
+
+def test_engine_answers_exactly_what_the_vectorized_engine_answered():
+    """Every field of every response (text, trace, errors, token counts) for four profiles,
+    raw and chat framings, batch sizes 1 and 8, with errors, content and batch noise on:
+    the digest is the one the vectorized engine (main before the per-request arithmetic)
+    gave for the same inputs, so stored runs and snapshots do not change."""
+    import hashlib
+
+    categories = ("illegal", "chemical_biological", "cybercrime_intrusion")
+    items = [Behavior(f"beh_{i:03d}", f"placeholder request number {i}", "standard", categories[i % 3])
+             for i in range(60)]
+    digest = hashlib.sha256()
+    for profile in ("study-pilot", "training-aware", "qwen-control", "null"):
+        for framings in ("study-raw", "study-chat"):
+            for batch_size in (1, 8):
+                eng = engine(profile, seed=3, error_rate=0.1, batch_noise=0.5, content_noise=0.3)
+                schedule = build_schedule(items, load_framing_set(framings).pair("free-vs-paid"), "randomized", 3,
+                                          batch_size)
+                for batch in schedule.batches():
+                    for r in eng.generate(batch):
+                        digest.update(repr((r.text, r.reasoning, r.finish_reason, r.error, r.prompt_tokens,
+                                            r.output_tokens)).encode())
+    assert digest.hexdigest() == "f71281140eb1aed7c0fc249ac34075de742765cdb6bcd1485467f664708d5bed"
