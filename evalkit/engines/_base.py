@@ -6,6 +6,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
+from .. import plugins
 from ..errors import ConfigError
 from ..protocols import Request
 
@@ -88,7 +89,8 @@ class EngineConfig:
 
 EngineFactory = Callable[[EngineConfig], Engine]
 # name -> "module:attribute", imported on first use so `import evalkit` never pulls in
-# vllm, modal or an HTTP client.
+# vllm, modal or an HTTP client. Third-party engines come from the `evalkit.engines`
+# entry-point group (evalkit.plugins), read only for a name not registered here.
 _REGISTRY: dict[str, str | EngineFactory] = {
     "sim": "evalkit.engines.sim:SimEngine",
     "vllm": "evalkit.engines.vllm:VLLMEngine",
@@ -102,12 +104,16 @@ def register_engine(name: str, factory: str | EngineFactory) -> None:
 
 
 def engine_names() -> list[str]:
-    return sorted(_REGISTRY)
+    """Built-in and registered engines, and those installed packages declare by entry point."""
+    return sorted(set(_REGISTRY) | set(plugins.discovered(plugins.ENGINE_GROUP)))
 
 
 def engine_factory(name: str) -> EngineFactory:
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown engine {name!r}; choose from {', '.join(engine_names())}", option="--engine")
+        point = plugins.discovered(plugins.ENGINE_GROUP).get(name)
+        if point is None:
+            raise ConfigError(f"unknown engine {name!r}; choose from {', '.join(engine_names())}", option="--engine")
+        _REGISTRY[name] = plugins.load(point, option="--engine")
     target = _REGISTRY[name]
     if isinstance(target, str):
         module_name, attribute = target.split(":")

@@ -8,6 +8,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
+from .. import plugins
 from ..engines import Response
 from ..errors import ConfigError
 from ..protocols import Request
@@ -69,13 +70,22 @@ def judge(name: str):
 
 
 def judge_names() -> list[str]:
-    return sorted(_REGISTRY)
+    """Built-in judges and those installed packages declare by entry point (``evalkit.judges``)."""
+    return sorted(set(_REGISTRY) | set(plugins.discovered(plugins.JUDGE_GROUP)))
+
+
+def judge_factory(name: str) -> JudgeFactory:
+    """The factory registered as ``name``; an entry point is read only for a name evalkit lacks."""
+    if name not in _REGISTRY:
+        point = plugins.discovered(plugins.JUDGE_GROUP).get(name)
+        if point is None:
+            raise ConfigError(f"unknown judge {name!r}; choose from {', '.join(judge_names())}", option="--judge")
+        _REGISTRY[name] = plugins.load(point, option="--judge")
+    return _REGISTRY[name]
 
 
 def create_judge(name: str, **config: Any) -> Judge:
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown judge {name!r}; choose from {', '.join(judge_names())}", option="--judge")
-    return _REGISTRY[name](**config)
+    return judge_factory(name)(**config)
 
 
 @lru_cache(maxsize=None)

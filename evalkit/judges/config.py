@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 
 from ..datasets import Behavior
 from ..errors import ConfigError
-from ._base import _REGISTRY, Judge, judge_names
+from ._base import Judge, judge_factory
 
 TIE_RULES = ("unclear", "refusal", "compliance", "first")
 DEFAULT_JUDGE_ENGINE = "vllm"
@@ -79,9 +79,7 @@ def build_judges(names: Iterable[str], settings: JudgeSettings = JudgeSettings()
     def build(name: str) -> Judge:
         if name in built:
             return built[name]
-        if name not in _REGISTRY:
-            raise ConfigError(f"unknown judge {name!r}; choose from {', '.join(judge_names())}", option="--judge")
-        factory = _REGISTRY[name]
+        factory = judge_factory(name)
         from_settings = getattr(factory, "from_settings", None)
         instance = from_settings(settings, behaviors=by_id, build=build) if callable(from_settings) else factory()
         built[name] = instance
