@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Sequence
 from filelock import FileLock
 
 from . import __version__
-from .engines import Engine, Response
+from .engines import Engine, Response, engine_requests
 from .errors import RunStoreError
 from .judges import LABELS, Judge, Verdict, judge_all
 from .protocols import Request, Schedule
@@ -603,17 +603,14 @@ def _append_batches(path: Path, records: list[Record], batches, engine: Engine, 
 def _prepare_engine(engine: Engine, done: Sequence[Record], schedule: Schedule) -> None:
     """Start the engine's run state afresh (an engine serves many runs in a session), then
     let a stateful engine replay what this run already answered (resume, retry)."""
-    reset = getattr(engine, "reset", None)
-    if callable(reset):
-        reset()
-    restore = getattr(engine, "restore", None)
-    if callable(restore) and done:
-        restore([schedule.requests[r.index] for r in done])
+    engine.reset()
+    if done:
+        engine.restore(engine_requests([schedule.requests[r.index] for r in done]))
 
 
 def _generate_batch(engine: Engine, batch: Sequence[Request], judges: Sequence[Judge]) -> list[Record]:
     started = _now()
-    responses = engine.generate(batch)
+    responses = engine.generate(engine_requests(batch))
     if len(responses) != len(batch):
         raise RunStoreError(f"engine returned {len(responses)} responses for a batch of {len(batch)}")
     finished = _now()

@@ -208,17 +208,15 @@ def engine_identity(cfg: EngineConfig) -> dict:
     factory = engine_factory(cfg.engine)
     base = {"engine": cfg.engine, "model": cfg.model, "seed": cfg.seed, "max_tokens": cfg.max_tokens,
             "temperature": cfg.temperature, "options": dict(sorted(cfg.options.items()))}
-    identity = getattr(factory, "identity", None)
-    if callable(identity):
-        base["identity"] = identity(cfg)
+    identity = factory.identity(cfg)
+    if identity is not None:  # an engine whose outputs depend on nothing beyond its config adds nothing
+        base["identity"] = identity
     return base
 
 
 def validate_engine(cfg: EngineConfig) -> None:
     """Engine-specific validation (unknown profile, GPU-only settings) before any boot."""
-    validate = getattr(engine_factory(cfg.engine), "validate", None)
-    if callable(validate):
-        validate(cfg)
+    engine_factory(cfg.engine).validate(cfg)
 
 
 def prepare(config: SessionConfig) -> Session:

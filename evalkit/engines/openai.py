@@ -33,9 +33,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError, EngineError
-from ..protocols import Request
 from ..safety import public_url, redact_error
-from ._base import EngineConfig, Response, error_response, split_reasoning
+from ._base import BaseEngine, EngineConfig, EngineRequest, Response, error_response, split_reasoning
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
@@ -129,7 +128,7 @@ class _Failure(Exception):
         self.reason, self.retryable, self.retry_after_s = reason, retryable, retry_after_s
 
 
-class OpenAIEngine:
+class OpenAIEngine(BaseEngine):
     name = "openai"
 
     def __init__(self, config: EngineConfig):
@@ -163,7 +162,7 @@ class OpenAIEngine:
 
     # ------------------------------------------------------------ engine protocol
 
-    def generate(self, requests: Sequence[Request]) -> list[Response]:
+    def generate(self, requests: Sequence[EngineRequest]) -> list[Response]:
         if self._client is None:
             raise EngineError("the openai engine is closed")
         # Every request of the batch finishes (or fails) before the next batch starts.
@@ -194,7 +193,7 @@ class OpenAIEngine:
 
     # ------------------------------------------------------------ one request
 
-    def _body(self, request: Request) -> tuple[str, dict[str, Any]]:
+    def _body(self, request: EngineRequest) -> tuple[str, dict[str, Any]]:
         s = self.settings
         common = {"model": s.model, "max_tokens": s.max_tokens, "temperature": s.temperature, "seed": s.seed}
         if request.prompt.format == "raw":
@@ -202,7 +201,7 @@ class OpenAIEngine:
         messages = [{"role": m.role, "content": m.content} for m in request.prompt.messages]
         return "/chat/completions", {**common, "messages": messages}
 
-    def _run(self, request: Request) -> Response:
+    def _run(self, request: EngineRequest) -> Response:
         started = time.perf_counter()
         try:
             path, body = self._body(request)

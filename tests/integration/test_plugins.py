@@ -31,11 +31,11 @@ MODULE = '''\
 answering in capitals; and a judge that calls an all-capitals answer a refusal."""
 import hashlib
 
-from evalkit.engines import Response
+from evalkit.engines import BaseEngine, Response
 from evalkit.judges import COMPLIANCE, REFUSAL, Verdict, unjudgeable
 
 
-class CoinEngine:
+class CoinEngine(BaseEngine):
     name = "coin"
 
     def __init__(self, config):
