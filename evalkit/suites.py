@@ -23,14 +23,13 @@ from .framings import FramingPair, FramingSet, load_framing_set
 from .judges import Judge, JudgeSettings, build_judges, positive_label, validate_judges
 from .models import ModelEntry, resolve_models
 from .options import ENGINE
-from .protocols import PROTOCOLS, Schedule, build_schedule
+from .protocols import PROTOCOLS, Schedule, build_schedule, order_protocol
 from .runs import RunResult, RunSpec, RunStore, execute
 
 if TYPE_CHECKING:  # a type only: importing it would load the statistics at start-up
     from .stats import CorrectedGap
 
 DEFAULT_SIM_MODELS = ("study-pilot", "qwen-control")
-ORDER_VARIES = {"randomized", "balanced"}
 BASE_JUDGES = ("refusal", "seed")  # cheap lexical judges always recorded at generation time
 
 
@@ -227,9 +226,7 @@ def prepare(config: SessionConfig) -> Session:
         raise ConfigError(f"unknown suite {unknown[0]!r}; choose from {', '.join(suites_all)}", option="--suite")
     chosen = [suites_all[s] for s in config.suites] if config.suites else [s for s in suites_all.values() if s.default]
     if config.custom_suite is not None:
-        if config.custom_suite.protocol not in PROTOCOLS:
-            raise ConfigError(f"unknown protocol {config.custom_suite.protocol!r}; choose from "
-                              f"{', '.join(PROTOCOLS)}", option="--protocol")
+        order_protocol(config.custom_suite.protocol)  # unknown: ConfigError naming --protocol
         chosen = [config.custom_suite]
     if config.seed < 0:
         raise ConfigError(f"must be a non-negative integer, got {config.seed}", option="--seed")
@@ -368,7 +365,7 @@ def analyse_plans(session: Session, results: Sequence[tuple[RunPlan, RunResult]]
         # The judge's positive label is the outcome: refusal, or "flagged" for trace judges.
         outcomes = analysis.paired_outcomes(run.records, session.config.judge, positive=positive_label(judge))
         try:
-            row = analysis.analyse(outcomes, session.config.thresholds, order_varies=plan.protocol in ORDER_VARIES)
+            row = analysis.analyse(outcomes, session.config.thresholds, order_varies=order_protocol(plan.protocol).order_varies)
         except ValueError as exc:  # e.g. a trace judge on a model without traces: every verdict n/a
             raise EvalkitError(f"{plan.row_id}, judge {judge.name}: {exc}") from None
         analysed[(plan.model, plan.suite.id, plan.pair.id)] = (plan, run, row)
@@ -380,7 +377,7 @@ def analyse_plans(session: Session, results: Sequence[tuple[RunPlan, RunResult]]
                         if m == model and s == suite_id and pl.pair.is_control), None)
         usable = bool(row.outcomes.usable())
         rows.append(Row(plan, run, row, analysis.verdict(row, is_control=plan.pair.is_control, control=control,
-                                                         order_confounded=plan.protocol not in ORDER_VARIES),
+                                                         order_confounded=not order_protocol(plan.protocol).order_varies),
                         tuple(analysis.category_breakdowns(row.outcomes, categories, thresholds)) if usable else (),
                         analysis.bootstrap_gap_interval(row.outcomes, thresholds, session.config.seed)
                         if usable else None,
