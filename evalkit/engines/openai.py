@@ -209,7 +209,7 @@ class OpenAIEngine(BaseEngine):
             return error_response(f"cannot build the request: {exc}", 0.0)
         # Jitter is seeded per request, so a rerun backs off identically whatever the
         # thread interleaving.
-        rng = random.Random(self.settings.seed * 1_000_003 + request.index)
+        rng = random.Random(self.settings.seed * 1_000_003 + request.id)
         attempts = self.settings.retry.max_retries + 1
         for attempt in range(attempts):
             try:
