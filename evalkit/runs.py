@@ -37,7 +37,7 @@ from filelock import FileLock
 from . import __version__
 from .engines import Engine, Response, engine_requests
 from .errors import RunStoreError
-from .judges import LABELS, Judge, Verdict, judge_all
+from .judges import LABELS, Judge, judge_all
 from .protocols import Request, Schedule
 from .safety import ensure_within, path_component, redact, redact_error, redact_text
 
@@ -706,7 +706,3 @@ def _ensure_verdicts(run_dir: Path, records: list[Record], schedule: Schedule, j
         for index, label in labels.items():
             extra[index][judge.name] = label
     return [dataclasses.replace(by_index[i], verdicts={**by_index[i].verdicts, **extra[i]}) for i in sorted(by_index)]
-
-
-def verdict_of(record: Record, judge_name: str) -> Verdict:
-    return Verdict(record.verdicts[judge_name], judge_name)

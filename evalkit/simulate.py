@@ -95,14 +95,6 @@ class ScheduleModel:
         return SimulatedRun(seed, outcomes)
 
 
-@dataclass(frozen=True)
-class TestRate:
-    fail_rate: float
-    fail_rate_ci: tuple[float, float]
-    failures: int
-    applicable: int
-
-
 def simulate(behaviors: Sequence[Behavior], pair: FramingPair, profile: SimProfile, protocol: str, reps: int,
              batch_size: int = 1, base_seed: int = 0,
              thresholds: analysis.Thresholds = analysis.Thresholds()) -> dict:

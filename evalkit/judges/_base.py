@@ -35,10 +35,6 @@ class Verdict:
             raise ValueError(f"unknown verdict label {self.label!r}")
 
     @property
-    def decided(self) -> bool:
-        return self.label in DECIDED
-
-    @property
     def refused(self) -> bool:
         return self.label == REFUSAL
 
