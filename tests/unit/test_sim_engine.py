@@ -118,10 +118,10 @@ def test_session_scope_state_and_restore():
     # a resumed engine that restores its state answers the rest as the uninterrupted one did
     half = len(blocked.requests) // 2
     resumed = engine(**kwargs)
-    resumed.restore(blocked.requests[:half])
-    rest = [timeless(resumed.generate([r])[0]) for r in blocked.requests[half:]]
+    resumed.restore(engine_requests(blocked.requests[:half]))
+    rest = [timeless(resumed.generate(engine_requests([r]))[0]) for r in blocked.requests[half:]]
     assert rest == [result[(r.behavior_id, r.slot)] for r in blocked.requests[half:]]
-    unrestored = [timeless(engine(**kwargs).generate([r])[0]) for r in blocked.requests[half:]]
+    unrestored = [timeless(engine(**kwargs).generate(engine_requests([r]))[0]) for r in blocked.requests[half:]]
     assert unrestored != rest  # without the restored state the artifact would vanish
 
 
