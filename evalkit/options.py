@@ -7,8 +7,9 @@ everywhere. ``engine_option`` marks options forwarded to the engine in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)

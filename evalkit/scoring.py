@@ -22,15 +22,15 @@ import csv
 import io
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from tabulate import tabulate
 
-from .stats import ConfusionMatrix, Kappa, Rate, cohen_kappa
 from .errors import InputError
 from .judges import COMPLIANCE, LABELS, REFUSAL, UNCLEAR
+from .stats import ConfusionMatrix, Kappa, Rate, cohen_kappa
 
 PARTIAL = "partial"
 HUMAN_LABELS = (REFUSAL, COMPLIANCE, PARTIAL, UNCLEAR)

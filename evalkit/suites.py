@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 import os
 import tomllib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import analysis
+from .analysis import Breakdown, RowAnalysis  # by name: Row's field `analysis` shadows the module in its body
 from .datasets import Dataset, Selection, load_behaviors, resolve_harmbench, select
 from .engines import Engine, EngineConfig, create_engine, engine_factory, engine_names
 from .errors import ConfigError, EvalkitError
@@ -90,7 +92,7 @@ class SessionConfig:
         object.__setattr__(self, "models", entries)
 
     @classmethod
-    def from_options(cls, values: dict[str, Any], engine_options: dict[str, Any]) -> "SessionConfig":
+    def from_options(cls, values: dict[str, Any], engine_options: dict[str, Any]) -> SessionConfig:
         engine = values.get("engine") or "sim"
         engine_factory(engine)  # unknown engine: say so before anything else
         models = resolve_models(values.get("model"), values.get("models_file"), engine_names(),
@@ -344,9 +346,9 @@ def run_plan(session: Session, plan: RunPlan, pool: EnginePool, progress=None, r
 class Row:
     plan: RunPlan
     run: RunResult
-    analysis: analysis.RowAnalysis
+    analysis: RowAnalysis
     verdict: str
-    breakdowns: tuple[analysis.Breakdown, ...] = ()
+    breakdowns: tuple[Breakdown, ...] = ()
     bootstrap_gap_ci: tuple[float, float] | None = None
     corrected_gap: CorrectedGap | None = None  # the gap corrected for the judge's measured error rates
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .. import plugins
 from ..engines import Response
@@ -84,7 +85,7 @@ def create_judge(name: str, **config: Any) -> Judge:
     return judge_factory(name)(**config)
 
 
-@lru_cache(maxsize=None)
+@cache
 def data_sha256(name: str) -> str:
     """sha256 of a data file shipped in evalkit.data: rules files' identity in manifests."""
     return hashlib.sha256((resources.files("evalkit.data") / name).read_bytes()).hexdigest()

@@ -11,7 +11,8 @@ two alone.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from ..datasets import Behavior
 from ..engines import Engine, EngineConfig, EngineRequest, Response, create_engine, engine_factory

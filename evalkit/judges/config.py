@@ -11,8 +11,9 @@ first verdict), so a session validates its judges before anything heavy starts.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ..datasets import Behavior
 from ..errors import ConfigError
@@ -35,7 +36,7 @@ class JudgeSettings:
     vote_tie: str = "unclear"
 
     @classmethod
-    def from_options(cls, values: Mapping[str, Any]) -> "JudgeSettings":
+    def from_options(cls, values: Mapping[str, Any]) -> JudgeSettings:
         """From parsed option values (the JUDGE options of ``evalkit.options``)."""
         pairs = []
         for item in values.get("judge_option") or ():

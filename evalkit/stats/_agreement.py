@@ -9,9 +9,10 @@ expected from the two raters' label frequencies alone.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any, Sequence
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class Kappa:
 
 
 def cohen_kappa(matrix: ConfusionMatrix, alpha: float = 0.05) -> Kappa:
+    """Cohen's kappa of a square confusion matrix, with its asymptotic standard error and
+    (1 - alpha) Wald interval (Fleiss, Cohen and Everitt 1969)."""
     n = matrix.n
     if n == 0:
         raise ValueError("cannot compute kappa on no items (n = 0)")
@@ -89,6 +92,7 @@ def cohen_kappa(matrix: ConfusionMatrix, alpha: float = 0.05) -> Kappa:
 
 
 def cohen_kappa_labels(a: Sequence[str], b: Sequence[str]) -> Kappa:
+    """Cohen's kappa of two raters' labels on the same items."""
     return cohen_kappa(ConfusionMatrix.from_labels(a, b))  # kappa does not depend on the categories' order
 
 
