@@ -46,6 +46,14 @@ def _binom_pmf(k, n, p):
     return np.exp(_binom_logpmf(k, n, p))[()]
 
 
+def _binom_ppf(q, n, p) -> float:
+    """The smallest count whose cdf reaches q (scipy's definition, with a relative tolerance of
+    1e-10 so that a cdf exactly equal to q keeps its count); scalar arguments, O(n)."""
+    n = int(n)
+    cumulative = np.cumsum(_binom_pmf(np.arange(n + 1), n, p))
+    return float(min(int(np.searchsorted(cumulative, q * (1 - 1e-10), side="left")), n))
+
+
 def _fisher_exact(table, alternative: str = "two-sided"):
     """Two-sided Fisher exact test of a 2x2 table: the probability, given the margins, of
     every table no more likely than the observed one (scipy's rule, relative tolerance 1e-7)."""
@@ -104,7 +112,7 @@ def _brentq(*args, **kwargs):
 
 
 norm = SimpleNamespace(ppf=lambda q: special.ndtri(q), cdf=lambda x: special.ndtr(x), sf=lambda x: special.ndtr(-x))
-binom = SimpleNamespace(cdf=_binom_cdf, sf=_binom_sf, pmf=_binom_pmf, logpmf=_binom_logpmf)
+binom = SimpleNamespace(cdf=_binom_cdf, sf=_binom_sf, pmf=_binom_pmf, logpmf=_binom_logpmf, ppf=_binom_ppf)
 chi2 = SimpleNamespace(sf=lambda x, df: special.chdtrc(df, x))
 t = SimpleNamespace(ppf=lambda q, df: special.stdtrit(df, q), sf=lambda x, df: special.stdtr(df, -np.asarray(x)))
 hypergeom = SimpleNamespace(cdf=_hypergeom_cdf, ppf=_hypergeom_ppf)

@@ -195,7 +195,7 @@ def test_run_writes_the_sessions_settings_into_the_summary(harmbench_csv, tmp_pa
                    "--seed", "3", "--harmbench", harmbench_csv, "--results-dir", results)
     assert done.returncode == 0, done.stderr
     meta = json.loads((results / "summary.json").read_text())["meta"]
-    assert meta["engine"] == "sim" and meta["models"] == ["null"] and meta["seed"] == 3
+    assert meta["engine"] == "sim" and meta["models"] == {"null": "null"} and meta["seed"] == 3
     assert meta["dataset_sha256"] and meta["alpha"] == 0.05
 
 

@@ -59,3 +59,11 @@ def test_hypergeometric_cdf_and_quantiles(total, successes, draws):
             reference.hypergeom.cdf(k, total, successes, draws), rel=1e-9, abs=1e-250)
     for q in (1e-17, 1e-9, 0.025, 0.5, 0.975):
         assert stats.hypergeom.ppf(q, total, successes, draws) == reference.hypergeom.ppf(q, total, successes, draws)
+
+
+@pytest.mark.parametrize("n,p", [(10, 0.5), (401, 0.037), (5_000, 0.01), (20_000, 0.3), (20_000, 0.0005),
+                                 (100_000, 0.02)])
+def test_binomial_quantiles(n, p):
+    # the power search trims each binomial to the counts holding all but 1e-17 of it
+    for q in (1e-17, 1e-9, 0.025, 0.5, 0.975):
+        assert stats.binom.ppf(q, n, p) == reference.binom.ppf(q, n, p)
