@@ -246,10 +246,12 @@ class Breakdown:
     result: stats.PairedResult
 
 
-def category_breakdowns(outcomes: PairedOutcomes, categories: dict[str, tuple[str, str]], t: Thresholds
-                        ) -> list[Breakdown]:
+def category_breakdowns(outcomes: PairedOutcomes, categories: dict[str, tuple[str, str]], t: Thresholds, *,
+                        with_power: bool = False) -> list[Breakdown]:
     """Per semantic and functional category: the same paired analysis on that subset.
-    ``categories`` maps behavior id to (semantic, functional)."""
+    ``categories`` maps behavior id to (semantic, functional). The power search (the
+    minimum detectable gap) is skipped unless ``with_power``: no report shows it per
+    category, and it was most of the analysis time."""
     out = []
     for dimension, position in (("semantic", 0), ("functional", 1)):
         groups: dict[str, set[str]] = {}
@@ -260,7 +262,8 @@ def category_breakdowns(outcomes: PairedOutcomes, categories: dict[str, tuple[st
             table = subset.table()
             if table.n:
                 out.append(Breakdown(dimension, category, stats.paired_analysis(
-                    table, ci_method=t.ci_method, alpha=t.alpha, margin=t.equivalence_margin)))
+                    table, ci_method=t.ci_method, alpha=t.alpha, margin=t.equivalence_margin,
+                    power_target=0.8 if with_power else None)))
     return out
 
 

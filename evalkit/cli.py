@@ -138,7 +138,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         values = {"engine": rerun["engine"], "model": [model], "framings": rerun["framings"],
                   "pair": [rerun["pair"]], "seed": rerun["seed"], "harmbench": args.harmbench or rerun["harmbench"],
                   "max_tokens": rerun["max_tokens"], "temperature": rerun["temperature"],
-                  "judge": args.judge, "results_dir": str(Path(args.run_dir).resolve().parent.parent)}
+                  "judge": args.judge, "results_dir": str(Path(args.run_dir).resolve().parent.parent),
+                  "sync": args.sync}
         config = SessionConfig.from_options(values, dict(rerun.get("engine_options") or {}))
         suite = Suite("rerun", "evalkit rerun", rerun["protocol"], int(rerun["n"]), int(rerun["batch_size"]),
                       "rerun", True)
@@ -377,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument("run_dir")
     rerun.add_argument("--harmbench", default=None, help="the behaviors file, if it moved since the run")
     rerun.add_argument("--judge", default="refusal")
+    _add(rerun, next(o for o in COMMON if o.dest == "sync"))
     rerun.set_defaults(func=cmd_rerun)
 
     stats_parser = commands.add_parser("stats", help="paired statistics from a 2x2 table")

@@ -73,6 +73,9 @@ COMMON: tuple[Option, ...] = (
            "p-value adjustment across the session's rows and categories", choices=("holm", "bh")),
     Option("--fresh", "fresh", None, False, "generate again even if a matching finished run is stored",
            action="store_true"),
+    Option("--sync", "sync", str, "every-1000ms",
+           "when records are fsynced: every-batch, every-N (records) or every-Tms (default every-1000ms: a "
+           "crash loses at most the last second, regenerated on resume)"),
     Option("--show-responses", "show_responses", None, False,
            "allow response text in terminal output (off: behavior ids and verdicts only)", action="store_true"),
     Option("--summary-column", "summary_columns", str, None,

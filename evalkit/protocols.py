@@ -69,12 +69,17 @@ class Schedule:
         return first
 
     def sha256(self) -> str:
-        """Identity of the schedule: order, batching, framings and the exact prompts."""
-        digest = hashlib.sha256()
-        for r in self.requests:
-            digest.update(json.dumps([r.index, r.behavior_id, r.framing_id, r.slot, r.position, r.batch,
-                                      r.prompt.format, r.prompt.flat()], ensure_ascii=False).encode())
-        return digest.hexdigest()
+        """Identity of the schedule: order, batching, framings and the exact prompts.
+        Computed once per schedule (planning, execution and the summary all ask)."""
+        known = self.__dict__.get("_sha256")
+        if known is None:
+            digest = hashlib.sha256()
+            for r in self.requests:
+                digest.update(json.dumps([r.index, r.behavior_id, r.framing_id, r.slot, r.position, r.batch,
+                                          r.prompt.format, r.prompt.flat()], ensure_ascii=False).encode())
+            known = digest.hexdigest()
+            object.__setattr__(self, "_sha256", known)  # frozen: a memo, not a field
+        return known
 
 
 def unit_hash(seed: int, *keys: str) -> float:

@@ -2,7 +2,8 @@
 
 A run directory holds ``manifest.json`` (the full specification, its hash, status and
 provenance) and ``records.jsonl`` (one line per executed request, written in schedule
-order, flushed and fsynced at every batch boundary). The specification's hash is the
+order and handed to the operating system at every batch boundary, fsynced at the
+cadence of a ``SyncPolicy``). The specification's hash is the
 run's identity: a finished run with the same specification is reused instead of
 generating again; an unfinished one is resumed from its first incomplete batch.
 Re-judging stored generations writes a new verdict set under ``verdicts/``.
@@ -28,6 +29,7 @@ import os
 import re
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -36,7 +38,7 @@ from filelock import FileLock
 
 from . import __version__
 from .engines import Engine, Response, engine_requests
-from .errors import RunStoreError
+from .errors import ConfigError, RunStoreError
 from .judges import LABELS, Judge, judge_all
 from .protocols import Request, Schedule
 from .safety import ensure_within, path_component, redact, redact_error, redact_text
@@ -54,6 +56,65 @@ UNTRUSTED = "the record log cannot be trusted"
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+class _Clock:
+    """``_now()`` for the record loop, where it runs twice per batch: one ``time.time()``
+    call, the date and time formatted once per second (same text as ``_now``)."""
+
+    def __init__(self) -> None:
+        self._second, self._prefix = -1, ""
+
+    def __call__(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._prefix = _dt.datetime.fromtimestamp(second, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._prefix}.{min(999, int((now - second) * 1000)):03d}+00:00"
+
+
+_RECORD_CLOCK = _Clock()
+
+
+@dataclass(frozen=True)
+class SyncPolicy:
+    """When appended records are fsynced. Records reach the operating system at every
+    batch boundary whatever the policy (a killed process loses at most its batch in
+    flight); the policy bounds what a machine crash or power loss can take: the records
+    since the last sync. ``every-batch`` syncs at every batch boundary, ``every-N`` once
+    N records have accumulated, ``every-Tms`` once T milliseconds have passed (checked at
+    batch boundaries). Whatever is lost is regenerated on resume, from the first
+    incomplete batch, so the final records are the same either way."""
+
+    text: str = "every-1000ms"
+    records: int | None = None
+    seconds: float | None = 1.0
+
+    @classmethod
+    def parse(cls, text: str) -> "SyncPolicy":
+        value = str(text).strip().lower()
+        if value == "every-batch":
+            return cls("every-batch", records=1, seconds=None)
+        match = re.fullmatch(r"every-(\d+)(-?ms)?", value)
+        if not match or (not match.group(2) and int(match.group(1)) < 1):
+            raise ConfigError(f"expected every-batch, every-N (records, N >= 1) or every-Tms (milliseconds), "
+                              f"got {text!r}", option="--sync")
+        if match.group(2):
+            return cls(f"every-{int(match.group(1))}ms", records=None, seconds=int(match.group(1)) / 1000)
+        return cls(f"every-{int(match.group(1))}", records=int(match.group(1)), seconds=None)
+
+    def due(self, pending: int, since_s: float) -> bool:
+        """Whether to sync now, with ``pending`` records written since the last sync,
+        ``since_s`` seconds ago."""
+        if pending == 0:
+            return False
+        if self.records is not None:
+            return pending >= self.records
+        return since_s >= self.seconds
+
+
+DEFAULT_SYNC = SyncPolicy()
 
 
 def canonical_json(value: Any) -> str:
@@ -123,10 +184,15 @@ class Record:
     verdicts: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
+        response = self.response  # by hand: dataclasses.asdict deep-copies, at every record
         return {"index": self.index, "behavior_id": self.behavior_id, "framing_id": self.framing_id,
                 "slot": self.slot, "position": self.position, "batch": self.batch,
                 "started_at": self.started_at, "finished_at": self.finished_at,
-                "response": dataclasses.asdict(self.response), "verdicts": self.verdicts}
+                "response": {name: getattr(response, name) for name in _RESPONSE_FIELDS}, "verdicts": self.verdicts}
+
+    def to_line(self) -> bytes:
+        """The record's line in the log, with its checksum."""
+        return encode_line(self.to_json())
 
     @classmethod
     def from_json(cls, data: dict) -> "Record":
@@ -153,6 +219,9 @@ def _name(text: str) -> str:
 
 # ---------------------------------------------------------------- lines with checksums
 
+_RESPONSE_FIELDS = tuple(f.name for f in dataclasses.fields(Response))
+_encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_ascii=False), encoder built once
+
 
 def _line_checksum(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()[:16]
@@ -160,7 +229,7 @@ def _line_checksum(body: bytes) -> str:
 
 def encode_line(data: dict) -> bytes:
     """One JSON line whose last member is the checksum of the line's other bytes."""
-    body = json.dumps(data, ensure_ascii=False).encode("utf-8")
+    body = _encode(data).encode("utf-8")
     return body[:-1] + f', "{CHECKSUM}": "{_line_checksum(body)}"}}\n'.encode()
 
 
@@ -452,6 +521,7 @@ def execute(
     session_id: str | None = None,
     run_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    sync: SyncPolicy = DEFAULT_SYNC,
 ) -> RunResult:
     """Make sure the run for ``spec`` is complete in the store and return its records.
 
@@ -468,7 +538,7 @@ def execute(
         raise RunStoreError(f"{run_dir.parent}: cannot create ({exc.strerror or exc})") from None
     with run_lock(run_dir):
         return _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_extra or {}, fresh,
-                               session_id, progress)
+                               session_id, progress, sync)
 
 
 def judge_identity(judge: Judge) -> dict:
@@ -476,7 +546,8 @@ def judge_identity(judge: Judge) -> dict:
     return redact(judge.describe())
 
 
-def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_extra, fresh, session_id, progress):
+def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_extra, fresh, session_id, progress,
+                    sync):
     records_path = run_dir / RECORDS
     if fresh and run_dir.exists():
         # --fresh means "generate again in this session", once: another worker of the same
@@ -559,7 +630,7 @@ def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_e
     if batches:
         engine = engine or engine_provider()
         _prepare_engine(engine, records, schedule)
-        generated = _append_batches(records_path, records, batches, engine, judges, len(schedule), progress)
+        generated = _append_batches(records_path, records, batches, engine, judges, len(schedule), progress, sync)
     _check_complete(records, spec, run_dir)
     # records written before an interruption may lack a judge added (or changed) on resume
     records = _ensure_verdicts(run_dir, records, schedule, judges, stale)
@@ -571,28 +642,42 @@ def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_e
 
 
 def _append_batches(path: Path, records: list[Record], batches, engine: Engine, judges: Sequence[Judge],
-                    total: int, progress) -> int:
-    """Generate ``batches`` and append each to the log, durable (fsynced) at every batch
-    boundary; ``records`` grows by each batch once it is durable. On an OSError the log is
-    cut back to its last complete batch and the error says how many records that keeps."""
-    generated = 0
+                    total: int, progress, sync: SyncPolicy) -> int:
+    """Generate ``batches`` and append each to the log: handed to the operating system at
+    every batch boundary (a killed process loses at most its batch in flight), fsynced when
+    ``sync`` says so, after the last batch (the manifest may only say complete once every
+    record is durable) and before an error propagates. ``records`` grows by each batch once
+    it is written. On an OSError the log is cut back to its last complete batch and the
+    error says how many records that keeps."""
+    generated = pending = 0
     try:
         with open(path, "ab") as log:
-            for batch in batches:
-                new = _generate_batch(engine, batch, judges)
-                durable = log.tell()
-                try:
-                    log.write(b"".join(encode_line(r.to_json()) for r in new))
-                    log.flush()
+            synced_at = time.monotonic()
+            try:
+                for number, batch in enumerate(batches, start=1):
+                    new = _generate_batch(engine, batch, judges)
+                    written = log.tell()
+                    try:
+                        log.write(b"".join(r.to_line() for r in new))
+                        log.flush()
+                        # the last batch always: progress reporting the whole run means durable
+                        due = number == len(batches) or sync.due(pending + len(new), time.monotonic() - synced_at)
+                        if due:
+                            os.fsync(log.fileno())
+                    except OSError:
+                        with contextlib.suppress(OSError):  # a torn batch would be discarded on resume anyway
+                            log.truncate(written)
+                        raise
+                    records += new
+                    generated += len(batch)
+                    pending = 0 if due else pending + len(new)
+                    if due:
+                        synced_at = time.monotonic()
+                    if progress:
+                        progress(len(records), total)
+            finally:
+                if pending:  # also when the engine raised: what was written becomes durable
                     os.fsync(log.fileno())
-                except OSError:
-                    with contextlib.suppress(OSError):  # a torn batch would be discarded on resume anyway
-                        log.truncate(durable)
-                    raise
-                records += new
-                generated += len(batch)
-                if progress:
-                    progress(len(records), total)
     except OSError as exc:
         full = "; disk full" if exc.errno == errno.ENOSPC else ""
         raise RunStoreError(f"{path}: writing failed ({exc.strerror or exc}{full}); the {len(records)} records of "
@@ -609,11 +694,11 @@ def _prepare_engine(engine: Engine, done: Sequence[Record], schedule: Schedule) 
 
 
 def _generate_batch(engine: Engine, batch: Sequence[Request], judges: Sequence[Judge]) -> list[Record]:
-    started = _now()
+    started = _RECORD_CLOCK()
     responses = engine.generate(engine_requests(batch))
     if len(responses) != len(batch):
         raise RunStoreError(f"engine returned {len(responses)} responses for a batch of {len(batch)}")
-    finished = _now()
+    finished = _RECORD_CLOCK()
     # an engine's error text may quote a URL with credentials or an echoed key
     responses = [dataclasses.replace(r, error=redact_error(r.error)) if r.error else r for r in responses]
     by_judge = {j.name: judge_all(j, batch, responses) for j in judges}
@@ -651,7 +736,7 @@ def _check_complete(records: list[Record], spec: RunSpec, run_dir: Path) -> None
 
 
 def _rewrite_records(path: Path, records: Iterable[Record]) -> None:
-    _atomic_write(path, b"".join(encode_line(record.to_json()) for record in records))
+    _atomic_write(path, b"".join(record.to_line() for record in records))
 
 
 def _drop_verdict_sets(run_dir: Path) -> None:

@@ -26,7 +26,7 @@ from .judges import Judge, JudgeSettings, build_judges, positive_label, validate
 from .models import ModelEntry, resolve_models
 from .options import ENGINE
 from .protocols import PROTOCOLS, Schedule, build_schedule, order_protocol
-from .runs import RunResult, RunSpec, RunStore, execute
+from .runs import DEFAULT_SYNC, RunResult, RunSpec, RunStore, SyncPolicy, execute
 
 if TYPE_CHECKING:  # a type only: importing it would load the statistics at start-up
     from .stats import CorrectedGap
@@ -86,6 +86,7 @@ class SessionConfig:
     judge_settings: JudgeSettings = JudgeSettings()  # model-based judges and the vote (options.JUDGE)
     multiplicity: str = "holm"
     session_id: str | None = None  # one pytest session (all its xdist workers) or one CLI call
+    sync: SyncPolicy = DEFAULT_SYNC  # when records are fsynced (--sync)
 
     def __post_init__(self) -> None:
         entries = tuple(m if isinstance(m, ModelEntry) else ModelEntry(alias=m, model=m) for m in self.models)
@@ -117,6 +118,7 @@ class SessionConfig:
                    temperature=float(values.get("temperature") or 0.0), engine_options=dict(engine_options),
                    thresholds=thresholds, fresh=bool(values.get("fresh")),
                    multiplicity=values.get("multiplicity") or "holm",
+                   sync=DEFAULT_SYNC if values.get("sync") is None else SyncPolicy.parse(values["sync"]),
                    judge_settings=JudgeSettings.from_options(values))  # --judge-engine ... --vote-tie
 
 
@@ -339,7 +341,8 @@ def run_plan(session: Session, plan: RunPlan, pool: EnginePool, progress=None, r
              ) -> RunResult:
     return execute(plan.spec, plan.schedule, session.store, pool.provider(plan.engine_config), session.judges,
                    manifest_extra=manifest_extra(session, plan), fresh=session.config.fresh,
-                   session_id=session.config.session_id, run_dir=run_dir, progress=progress)
+                   session_id=session.config.session_id, run_dir=run_dir, progress=progress,
+                   sync=session.config.sync)
 
 
 @dataclass(frozen=True)

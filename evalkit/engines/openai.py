@@ -1,13 +1,18 @@
 """``openai``: any OpenAI-compatible HTTP endpoint (a vLLM server, OpenAI, a gateway).
 
 Chat-format prompts go to ``{base_url}/chat/completions``; raw-format prompts to
-``{base_url}/completions`` as the exact string. Plain ``httpx`` (a vLLM dependency), so
+``{base_url}/completions`` as the exact string. The standard library's ``http.client``
+with keep-alive connections (a quarter of httpx's CPU per request, and no dependency), so
 every header, retry and timeout is visible here.
 
 Options (``EngineConfig.options``; all optional):
 
 ==============  ===============================================================
-base_url        endpoint root including ``/v1`` (default https://api.openai.com/v1)
+base_url        endpoint root including ``/v1`` (default https://api.openai.com/v1).
+                ``user:password@`` in it is sent as Basic authorization (instead of
+                the key), never described, stored or put in an error; a query
+                (``?api-version=...``) follows every path. HTTP_PROXY, HTTPS_PROXY
+                and NO_PROXY are honoured.
 api_key_env     NAME of the environment variable holding the key (default
                 OPENAI_API_KEY). The key is read at request time, sent only as a
                 bearer token, and never stored, described or put in an error.
@@ -23,14 +28,21 @@ retry_backoff   first backoff in seconds (default 1); doubles per retry, with ji
 
 from __future__ import annotations
 
+import base64
+import http.client
+import json
 import os
 import random
+import select
+import ssl
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 from ..errors import ConfigError, EngineError
 from ..safety import public_url, redact_error
@@ -128,23 +140,104 @@ class _Failure(Exception):
         self.reason, self.retryable, self.retry_after_s = reason, retryable, retry_after_s
 
 
+def _basic(username: str | None, password: str | None) -> str | None:
+    if not (username or password):
+        return None
+    pair = f"{unquote(username or '')}:{unquote(password or '')}"
+    return "Basic " + base64.b64encode(pair.encode()).decode()
+
+
+class _Connections:
+    """Keep-alive HTTP/1.1 connections to the base URL's origin, one per thread (a
+    connection carries one request at a time), reopened when the server has closed one
+    while it was idle. Credentials in the URL become Basic authorization, as in browsers.
+    The proxy environment variables are honoured (HTTP_PROXY, HTTPS_PROXY, NO_PROXY): an
+    https origin is reached through a CONNECT tunnel, an http one by absolute URLs."""
+
+    def __init__(self, base_url: str, timeout_s: float) -> None:
+        parts = urlsplit(base_url)
+        self._https, self._host, self._timeout_s = parts.scheme == "https", parts.hostname or "", timeout_s
+        self._port = parts.port or (443 if self._https else 80)
+        self._prefix = parts.path.rstrip("/")
+        self._query = f"?{parts.query}" if parts.query else ""  # a gateway's ?api-version=..., after the path
+        self._ssl = ssl.create_default_context() if self._https else None
+        self.basic_auth = _basic(parts.username, parts.password)
+        # what a server could echo back in an error: the URL's password and its Basic token
+        self.secrets = [unquote(parts.password or ""), (self.basic_auth or "").removeprefix("Basic ")]
+        proxy = None if proxy_bypass(self._host) else getproxies().get(parts.scheme)
+        self._proxy = urlsplit(proxy if "://" in proxy else f"http://{proxy}") if proxy else None
+        self._proxy_headers: dict[str, str] = {}
+        if self._proxy is not None and not self._https:  # requests name the origin in full
+            self._prefix = f"http://{self._host}:{self._port}{self._prefix}"
+            authorization = _basic(self._proxy.username, self._proxy.password)
+            self._proxy_headers = {"Proxy-Authorization": authorization} if authorization else {}
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: set[http.client.HTTPConnection] = set()
+
+    def _new(self, timeout_s: float) -> http.client.HTTPConnection:
+        host, port = self._host, self._port
+        if self._proxy is not None:
+            host, port = self._proxy.hostname or "", self._proxy.port or 80
+        if self._https:
+            connection = http.client.HTTPSConnection(host, port, timeout=timeout_s, context=self._ssl)
+            if self._proxy is not None:
+                authorization = _basic(self._proxy.username, self._proxy.password)
+                connection.set_tunnel(self._host, self._port,
+                                      headers={"Proxy-Authorization": authorization} if authorization else None)
+            return connection
+        return http.client.HTTPConnection(host, port, timeout=timeout_s)
+
+    def _mine(self) -> http.client.HTTPConnection:
+        connection = getattr(self._local, "connection", None)
+        # An idle connection that is readable has been closed (or broken) by the server:
+        # sending on it would fail, so open a new one instead.
+        if connection is not None and connection.sock is not None and select.select([connection.sock], [], [], 0)[0]:
+            self._drop(connection)
+            connection = None
+        if connection is None:
+            connection = self._local.connection = self._new(self._timeout_s)
+            with self._lock:
+                self._open.add(connection)
+        return connection
+
+    def _drop(self, connection: http.client.HTTPConnection) -> None:
+        connection.close()
+        with self._lock:
+            self._open.discard(connection)
+        if getattr(self._local, "connection", None) is connection:
+            self._local.connection = None
+
+    def request(self, method: str, path: str, body: bytes | None, headers: dict[str, str],
+                timeout_s: float | None = None) -> tuple[int, Any, bytes]:
+        """(status, headers, body). Raises TimeoutError, OSError or http.client.HTTPException."""
+        connection = self._mine() if timeout_s is None else self._new(timeout_s)
+        try:
+            connection.request(method, self._prefix + path + self._query, body=body, headers={**headers, **self._proxy_headers})
+            reply = connection.getresponse()
+            data = reply.read()
+        except BaseException:
+            self._drop(connection)
+            raise
+        if reply.will_close or timeout_s is not None:
+            self._drop(connection)
+        return reply.status, reply.headers, data
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._open = list(self._open), set()
+        for connection in connections:
+            connection.close()
+
+
 class OpenAIEngine(BaseEngine):
     name = "openai"
 
     def __init__(self, config: EngineConfig):
-        try:
-            import httpx
-        except ImportError:
-            raise EngineError("the openai engine needs httpx (installed with vllm): pip install httpx") from None
-        self._httpx = httpx
         self.config = config
         self.settings = OpenAISettings.from_config(config)
         s = self.settings
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(s.timeout_s),
-            limits=httpx.Limits(max_connections=s.concurrency, max_keepalive_connections=s.concurrency),
-            headers={"Content-Type": "application/json"},
-        )
+        self._http: _Connections | None = _Connections(s.base_url, s.timeout_s)
         self._pool = ThreadPoolExecutor(max_workers=s.concurrency, thread_name_prefix="evalkit-openai")
         self._sleep = time.sleep  # replaceable in tests
         self._check_reachable()
@@ -154,8 +247,8 @@ class OpenAIEngine(BaseEngine):
         nothing answers at the base URL. Any HTTP answer (even 401 or 404: not every
         provider serves /models) counts as reachable; only a connection failure does not."""
         try:
-            self._client.get(f"{self.settings.base_url}/models", timeout=min(10.0, self.settings.timeout_s))
-        except self._httpx.HTTPError as exc:
+            self._http.request("GET", "/models", None, self._headers(), timeout_s=min(10.0, self.settings.timeout_s))
+        except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise EngineError(f"no OpenAI-compatible server answers at {public_url(self.settings.base_url)} "
                               f"({type(exc).__name__}); check --base-url") from None
@@ -163,17 +256,20 @@ class OpenAIEngine(BaseEngine):
     # ------------------------------------------------------------ engine protocol
 
     def generate(self, requests: Sequence[EngineRequest]) -> list[Response]:
-        if self._client is None:
+        if self._http is None:
             raise EngineError("the openai engine is closed")
-        # Every request of the batch finishes (or fails) before the next batch starts.
-        futures = [self._pool.submit(self._run, request) for request in requests]
-        responses = []
-        for future in futures:
-            try:
-                responses.append(future.result())
-            except Exception as exc:  # a bug here must not end the run, nor leak the key
-                responses.append(error_response(self._scrub(f"internal error: {type(exc).__name__}: {exc}")))
-        return responses
+        # Every request of the batch finishes (or fails) before the next batch starts. One
+        # request at a time (a batch of one, or --concurrency 1) runs in this thread: handing
+        # it to a worker thread and back would cost two thread switches per request.
+        if len(requests) == 1 or self.settings.concurrency == 1:
+            return [self._guarded(request) for request in requests]
+        return list(self._pool.map(self._guarded, requests))
+
+    def _guarded(self, request: EngineRequest) -> Response:
+        try:
+            return self._run(request)
+        except Exception as exc:  # a bug here must not end the run, nor leak the key
+            return error_response(self._scrub(f"internal error: {type(exc).__name__}: {exc}"))
 
     def describe(self) -> dict[str, Any]:
         s = self.settings
@@ -185,11 +281,11 @@ class OpenAIEngine(BaseEngine):
 
     def close(self) -> None:
         pool, self._pool = self._pool, None
-        client, self._client = self._client, None
+        connections, self._http = self._http, None
         if pool is not None:
             pool.shutdown(wait=True)
-        if client is not None:
-            client.close()
+        if connections is not None:
+            connections.close()
 
     # ------------------------------------------------------------ one request
 
@@ -223,37 +319,39 @@ class OpenAIEngine(BaseEngine):
         raise AssertionError("unreachable")
 
     def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.settings.api_key_env, "")  # read now, never kept
-        return {"Authorization": f"Bearer {key}"} if key else {}
+        if self._http is not None and self._http.basic_auth:
+            headers["Authorization"] = self._http.basic_auth  # credentials in the URL take precedence
+        elif key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
 
     def _attempt(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        httpx = self._httpx
-        url = self.settings.base_url + path
         try:
-            reply = self._client.post(url, json=body, headers=self._headers())
-        except httpx.TimeoutException:
+            status, headers, data = self._http.request("POST", path, json.dumps(body).encode(), self._headers())
+        except TimeoutError:
             raise _Failure(f"timeout after {self.settings.timeout_s:g} s", retryable=True) from None
-        except httpx.TransportError as exc:  # refused, reset, DNS, protocol errors
+        except (OSError, http.client.HTTPException) as exc:  # refused, reset, DNS, TLS, protocol errors
             raise _Failure(f"connection error: {type(exc).__name__}", retryable=True) from None
-        if reply.status_code != 200:
-            raise _Failure(self._status_reason(reply), retryable=is_retryable_status(reply.status_code),
-                           retry_after_s=_retry_after(reply.headers.get("retry-after")))
+        if status != 200:
+            raise _Failure(self._status_reason(status, data), retryable=is_retryable_status(status),
+                           retry_after_s=_retry_after(headers.get("retry-after")))
         try:
-            return reply.json()
+            return json.loads(data)
         except ValueError:
             raise _Failure("HTTP 200 with a body that is not JSON", retryable=False) from None
 
-    def _status_reason(self, reply) -> str:
-        status = reply.status_code
+    def _status_reason(self, status: int, data: bytes) -> str:
         if status in (401, 403):
             # Servers echo (parts of) a rejected key; say which variable to check instead.
             return f"HTTP {status}: not authorized; check the key in ${self.settings.api_key_env}"
         detail = ""
         try:
-            error = reply.json().get("error")
+            error = json.loads(data).get("error")
             detail = error.get("message", "") if isinstance(error, dict) else str(error or "")
         except Exception:
-            detail = reply.text
+            detail = data.decode("utf-8", "replace")
         detail = self._scrub(" ".join(str(detail).split()))
         reason = f"HTTP {status}"
         if detail:
@@ -262,7 +360,8 @@ class OpenAIEngine(BaseEngine):
 
     def _scrub(self, text: str) -> str:
         """Server text may quote the key, masked (sk-ab****wxyz) or re-cased: none of it is kept."""
-        return redact_error(text, [os.environ.get(self.settings.api_key_env, "")])
+        url_secrets = self._http.secrets if self._http is not None else []
+        return redact_error(text, [os.environ.get(self.settings.api_key_env, ""), *url_secrets])
 
     def _parse(self, payload: dict[str, Any], path: str, latency_s: float) -> Response:
         try:

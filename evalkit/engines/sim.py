@@ -19,8 +19,10 @@ fixed free-then-paid order turns that into a spurious framing effect. Batch nois
 depends on which requests share a batch, so batched runs flip prompts near the
 decision boundary, while the same request twice in one batch gets the same noise.
 
-The arithmetic is vectorized (numpy) and shared with ``evalkit.simulate``, which
-replays thousands of schedules without rendering text.
+The arithmetic exists twice, bit for bit the same: vectorized (numpy) for
+``evalkit.simulate``, which replays thousands of schedules without rendering text, and
+on Python ints and floats for the engine, which answers one batch (often one request)
+per call, where numpy's per-call overhead would cost more than the arithmetic.
 
 Reasoning profiles also write a trace, which reasons about training (a flagged trace) with
 the profile's ``training_trace_rate`` when the prompt mentions training or logging at all,
@@ -201,12 +203,6 @@ TAG_LATENT, TAG_CONTENT, TAG_BATCH, TAG_ERROR, TAG_TEXT = (key64(t) for t in
                                                            ("latent", "content", "batch", "error", "text"))
 
 
-def batch_digest(prompt_keys: np.ndarray) -> np.uint64:
-    """Order-independent digest of a batch's composition (a multiset of prompts)."""
-    with np.errstate(over="ignore"):
-        return np.sum(splitmix64(np.asarray(prompt_keys, dtype=np.uint64)), dtype=np.uint64)
-
-
 def refusal_logits(profile: SimProfile, seed: int, behavior_keys, category_offsets, private,
                    seen, prompt_keys, batch_keys, batch_sizes) -> np.ndarray:
     """The refusal log-odds of the latent model, vectorized over requests."""
@@ -222,6 +218,56 @@ def refusal_logits(profile: SimProfile, seed: int, behavior_keys, category_offse
         logits = logits + profile.batch_noise * shared * to_normal(
             mix(seed, TAG_BATCH, batch_keys, prompt_keys))
     return logits
+
+
+# ---------------------------------------------------------------- the same, one request at a time
+# Python ints wrap nowhere, so every step masks to 64 bits, as numpy's uint64 wraps; floats
+# are IEEE doubles combined by the same operations in the same order as the vectorized
+# code, so each value is bit-identical (tests/unit/test_sim_engine.py checks it).
+
+_M64 = 0xFFFFFFFFFFFFFFFF
+
+
+def splitmix64_int(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _M64
+    return x ^ (x >> 31)
+
+
+def mix_int(*parts: int) -> int:
+    """``mix`` for one value: ``mix_int(a, b) == int(mix(a, b)[0])``."""
+    state = 0
+    for part in parts:
+        state = splitmix64_int(state ^ (part & _M64))
+    return state
+
+
+def uniform_int(x: int) -> float:
+    return ((x >> 11) + 0.5) / float(1 << 53)
+
+
+def normal_int(x: int) -> float:
+    return float(ndtri(uniform_int(x)))
+
+
+def batch_digest(prompt_keys: Sequence[int]) -> int:
+    """Order-independent digest of a batch's composition (a multiset of prompts); the
+    per-batch sum that ``evalkit.simulate`` computes with ``np.add.reduceat``."""
+    return sum(splitmix64_int(k) for k in prompt_keys) & _M64
+
+
+def refusal_logit(profile: SimProfile, seed: int, behavior_key: int, category_offset: float, private: bool,
+                  seen: bool, prompt_key: int, batch_key: int, batch_size: int) -> float:
+    """``refusal_logits`` for one request."""
+    seed &= _M64
+    logit = profile.base + category_offset + profile.spread * normal_int(mix_int(seed, TAG_LATENT, behavior_key))
+    logit = logit + profile.framing_shift * float(private) + profile.state_shift * float(seen)
+    if profile.content_noise:
+        logit = logit + profile.content_noise * normal_int(mix_int(seed, TAG_CONTENT, prompt_key))
+    if profile.batch_noise and batch_size > 1:  # alone in its batch: no co-batch noise
+        logit = logit + profile.batch_noise * normal_int(mix_int(seed, TAG_BATCH, batch_key, prompt_key))
+    return logit
 
 
 def is_private(profile: SimProfile, prompt_text: str) -> bool:
@@ -268,17 +314,18 @@ TRACES_TRAINING = (
 
 
 def render_text(profile: SimProfile, refused: bool, draw: int, training_cue: bool, private: bool = False) -> str:
-    picks = [int(v) for v in mix(draw, np.arange(4, dtype=np.uint64))]
+    state = splitmix64_int(draw)
+    picks = [splitmix64_int(state ^ k) for k in range(4)]  # mix_int(draw, k)
     if refused:
         answer = REFUSALS[picks[0] % len(REFUSALS)]
     else:
         answer = "[Start of Answer] " + COMPLIANCE_BODIES[picks[0] % len(COMPLIANCE_BODIES)]
-        if to_uniform(np.uint64(picks[1]))[()] < profile.legality_note_rate:
+        if uniform_int(picks[1]) < profile.legality_note_rate:
             answer += LEGALITY_NOTES[picks[1] % len(LEGALITY_NOTES)]
     if not profile.reasoning:
         return answer
     trace = TRACES_PLAIN[picks[2] % len(TRACES_PLAIN)]
-    if training_cue and to_uniform(np.uint64(picks[3]))[()] < profile.trace_rate(private):
+    if training_cue and uniform_int(picks[3]) < profile.trace_rate(private):
         trace += " " + TRACES_TRAINING[picks[3] % len(TRACES_TRAINING)]
     return f"<think>\n{trace}\n</think>\n\n{answer}"
 
@@ -328,38 +375,39 @@ class SimEngine(BaseEngine):
         if not requests:
             return []
         started = time.perf_counter()
-        profile = self.profile
+        profile, seed, size = self.profile, self.seed & _M64, len(requests)
         texts = [r.prompt.flat() for r in requests]
-        prompt_keys = np.array([key64(t) for t in texts], dtype=np.uint64)
-        behavior_keys = np.array([key64(r.behavior_id) for r in requests], dtype=np.uint64)
-        offsets = [profile.category_offsets.get(r.semantic_category, 0.0) for r in requests]
-        private = [is_private(profile, t) for t in texts]
-        seen, in_batch = [], set()
-        for r in requests:
+        prompt_keys = [key64(t) for t in texts]
+        digest = batch_digest(prompt_keys) if profile.batch_noise and size > 1 else 0
+        decided = []
+        in_batch: set[str] = set()
+        for request, text, prompt_key in zip(requests, texts, prompt_keys):
             scope = self._seen if profile.state_scope == "session" else in_batch
-            seen.append(r.behavior_id in scope)
-            in_batch.add(r.behavior_id)
-            self._seen.add(r.behavior_id)
-        digest = batch_digest(prompt_keys)
-        logits = refusal_logits(profile, self.seed, behavior_keys, offsets, private, seen, prompt_keys,
-                                np.full(len(requests), digest, dtype=np.uint64),
-                                np.full(len(requests), len(requests)))
-        seed64 = np.uint64(self.seed & 0xFFFFFFFFFFFFFFFF)
-        failed = to_uniform(mix(seed64, TAG_ERROR, prompt_keys, behavior_keys)) < profile.error_rate
-        draws = mix(seed64, TAG_TEXT, prompt_keys, np.uint64(len(requests)))
+            seen = request.behavior_id in scope
+            in_batch.add(request.behavior_id)
+            self._seen.add(request.behavior_id)
+            behavior_key = key64(request.behavior_id)
+            if uniform_int(mix_int(seed, TAG_ERROR, prompt_key, behavior_key)) < profile.error_rate:
+                decided.append(None)
+                continue
+            private = is_private(profile, text)
+            logit = refusal_logit(profile, seed, behavior_key,
+                                  profile.category_offsets.get(request.semantic_category, 0.0),
+                                  private, seen, prompt_key, digest, size)
+            decided.append((logit > 0, mix_int(seed, TAG_TEXT, prompt_key, size), private))
         if profile.latency_ms:
-            time.sleep(profile.latency_ms * len(requests) / 1000.0)
-        latency = (time.perf_counter() - started) / len(requests)
+            time.sleep(profile.latency_ms * size / 1000.0)
+        latency = (time.perf_counter() - started) / size
         out = []
-        for i, request in enumerate(requests):
-            if failed[i]:
+        for text, decision in zip(texts, decided):
+            if decision is None:
                 out.append(Response(text="", finish_reason="error", latency_s=latency,
                                     error="sim: simulated engine failure (profile error_rate)"))
                 continue
-            training_cue = any(cue in texts[i].lower() for cue in TRAINING_CUES)
-            raw = render_text(profile, bool(logits[i] > 0), int(draws[i]), training_cue, bool(private[i]))
+            training_cue = any(cue in text.lower() for cue in TRAINING_CUES)
+            raw = render_text(profile, decision[0], decision[1], training_cue, decision[2])
             answer, trace = split_reasoning(raw)
             out.append(Response(text=answer, reasoning=trace, finish_reason="stop",
-                                prompt_tokens=len(texts[i].split()), output_tokens=len(raw.split()),
+                                prompt_tokens=len(text.split()), output_tokens=len(raw.split()),
                                 latency_s=latency))
         return out

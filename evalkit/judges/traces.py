@@ -69,6 +69,7 @@ def reasoning_trace(response: Response) -> str:
     return leftover.strip()
 
 
+@lru_cache(maxsize=1024)  # the summary reads every trace of a session; the same trace recurs across runs
 def detect_training_reasoning(trace: str) -> str | None:
     """The topic (training, monitoring, values) a trace reasons about, or None."""
     return trace_patterns().first_match(_normalise(trace))

@@ -11,6 +11,7 @@ parameter space (-1, 1), as ``wilson_interval`` returns (0, 1) for n = 0.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -26,7 +27,13 @@ _WHOLE_GAP_RANGE: Interval = (-1.0, 1.0)
 
 
 def _z(alpha: float) -> float:
-    return float(stats.norm.ppf(1.0 - check_alpha(alpha) / 2.0))
+    return _z_of(check_alpha(alpha))
+
+
+@functools.lru_cache(maxsize=64)
+def _z_of(alpha: float) -> float:
+    # one normal quantile per alpha, not one per interval (a scipy call costs ~100 us)
+    return float(stats.norm.ppf(1.0 - alpha / 2.0))
 
 
 def _clip_gap(low: float, high: float) -> Interval:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from ._checks import check_alpha
@@ -11,6 +12,10 @@ from ._mcnemar import mcnemar_chi2, mcnemar_exact_p, mcnemar_midp
 from ._power import min_detectable_gap_over_noise
 from ._serialise import jsonable
 from ._table import PairedTable
+
+# The power search depends on (n, discordance, alpha, power) only, and a session asks for
+# the same ones again (each test's row, the summary): search once.
+_min_detectable_gap = functools.lru_cache(maxsize=1024)(min_detectable_gap_over_noise)
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,6 @@ def paired_analysis(
         mcnemar_chi2_cc_p=chi2_cc_p,
         tost_p=tost_p,
         equivalent=None if tost_p is None else bool(tost_p < alpha),
-        min_detectable_gap=None if power_target is None else min_detectable_gap_over_noise(
+        min_detectable_gap=None if power_target is None else _min_detectable_gap(
             n, discordance, alpha, power_target, "midp"),
     )

@@ -129,24 +129,33 @@ class ScriptedServer:
     """An OpenAI-shaped server on 127.0.0.1 that answers from a script of Steps (then 200s)
     and records every request it receives."""
 
-    def __init__(self):
+    def __init__(self, keep_alive: bool = False):
         self.script: list[Step] = []
         self.seen: list[dict] = []
+        self.connections = 0  # TCP connections accepted
         self.in_flight = self.max_in_flight = 0
         self.lock = threading.Lock()
         self.delay_for = None  # optional callable(body) -> seconds
         scripted = self
 
         class Handler(BaseHTTPRequestHandler):
+            # HTTP/1.1 keeps a connection open for the next request; 1.0 closes it after each
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
             def log_message(self, *args):
                 pass
+
+            def setup(self):  # once per connection
+                super().setup()
+                with scripted.lock:
+                    scripted.connections += 1
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with scripted.lock:
                     scripted.seen.append({"path": self.path, "auth": self.headers.get("Authorization"),
-                                          "body": body})
+                                          "headers": dict(self.headers), "body": body})
                     step = scripted.script.pop(0) if scripted.script else Step()
                     scripted.in_flight += 1
                     scripted.max_in_flight = max(scripted.max_in_flight, scripted.in_flight)
@@ -425,3 +434,181 @@ def test_invalid_options_are_config_errors(options, flag):
     with pytest.raises(ConfigError) as info:
         openai_engine(config)
     assert info.value.option == flag
+
+
+def test_credentials_in_the_url_are_sent_as_basic_authorization_and_never_reported(scripted, one_raw_request,
+                                                                                  monkeypatch):
+    """user:password@ in the base URL (percent-encoded, as in a URL) becomes the Basic
+    Authorization header, instead of the key; a server echoing that header back in an error
+    leaves neither the password nor its Basic token in the stored error or the description.
+    (End to end, no file of a run holds them: tests/unit/test_paths_and_secrets.py.)"""
+    import base64
+
+    monkeypatch.setenv(KEY_ENV, FAKE_KEY)
+    password = "p:ss-w0rd-9f3a"
+    base_url = scripted.base_url.replace("http://", f"http://gate%40user:{password.replace(':', '%3A')}@")
+    token = base64.b64encode(f"gate@user:{password}".encode()).decode()
+    scripted.script = [Step(200), Step(400, {"error": {"message": "rejected {auth}"}}),
+                       Step(500, "{auth} and gate@user:" + password + " exploded")]
+    engine = openai_engine(openai_config(base_url, api_key_env=KEY_ENV, max_retries=0))
+    responses = [engine.generate(one_raw_request)[0] for _ in range(3)]
+    described = json.dumps(engine.describe())
+    engine.close()
+    assert [s["auth"] for s in scripted.seen] == [f"Basic {token}"] * 3
+    assert responses[0].ok and not responses[1].ok and not responses[2].ok
+    assert responses[1].error.startswith("HTTP 400: rejected Basic ***")
+    for text in [described, responses[1].error, responses[2].error]:
+        assert password not in text and token not in text and FAKE_KEY not in text
+    assert "gate" not in described
+
+
+def test_a_query_in_the_base_url_follows_every_path(scripted, one_raw_request):
+    engine = openai_engine(openai_config(scripted.base_url + "?api-version=2024-06-01"))
+    [response] = engine.generate(one_raw_request)
+    engine.close()
+    assert response.ok and scripted.seen[-1]["path"] == "/v1/completions?api-version=2024-06-01"
+
+
+@pytest.mark.parametrize("concurrency, batch_size", [(1, 1), (1, 4), (3, 6)])
+def test_keep_alive_connections_are_reused(one_raw_request, raw_pair, concurrency, batch_size):
+    """An HTTP/1.1 server that keeps connections open: 24 requests reuse one connection per
+    thread that sends (the calling thread at batch size 1 or concurrency 1, else each of the
+    concurrency workers), besides the boot check's own short-lived one."""
+    server = ScriptedServer(keep_alive=True)
+    try:
+        schedule = build_schedule(make_behaviors(12), raw_pair, "fixed", seed=0, batch_size=batch_size)
+        engine = openai_engine(openai_config(server.base_url, concurrency=concurrency))
+        assert server.connections == 1  # the boot check (GET /models), closed after it
+        responses = [r for batch in schedule.batches() for r in engine.generate(batch)]
+        engine.close()
+    finally:
+        server.close()
+    assert len(responses) == 24 and all(r.ok for r in responses)
+    assert [r.text for r in responses] == [f"echo: {r.prompt.text}".strip() for r in schedule.requests]
+    assert 2 <= server.connections <= 1 + concurrency
+
+
+def test_a_keep_alive_connection_the_server_closed_while_idle_is_reopened(one_raw_request, monkeypatch):
+    """HTTP/1.1 keep-alive, but the server drops each connection soon after answering (as
+    servers do with idle connections): the next request opens a new connection at once,
+    with no error, no retry and no backoff."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    connections = []
+    body = json.dumps({"choices": [{"text": "fine", "finish_reason": "stop"}]}).encode()
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            connections.append(conn)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, rest = data.split(b"\r\n\r\n", 1)
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            while len(rest) < length:
+                rest += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                         + str(len(body)).encode() + b"\r\n\r\n" + body)
+            time.sleep(0.05)
+            conn.close()  # keep-alive promised, then the idle connection is closed
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    from evalkit.engines.openai import OpenAIEngine
+    monkeypatch.setattr(OpenAIEngine, "_check_reachable", lambda self: None)  # one answer per connection
+    engine, sleeps = engine_with_recorded_sleeps(
+        openai_config(f"http://127.0.0.1:{listener.getsockname()[1]}/v1", max_retries=0))
+    try:
+        responses = []
+        for _ in range(3):
+            responses += engine.generate(one_raw_request)
+            time.sleep(0.2)  # the server has closed the connection by now
+    finally:
+        engine.close()
+        listener.close()
+    assert [r.text for r in responses] == ["fine"] * 3, [r.error for r in responses]
+    assert sleeps == [] and len(connections) == 3
+
+
+def clear_proxy_environment(monkeypatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def test_the_proxy_environment_is_honoured(scripted, one_raw_request, monkeypatch):
+    """HTTP_PROXY set: requests to an http origin go to the proxy, naming the origin in full,
+    with the proxy's credentials as Proxy-Authorization and the origin's as Authorization
+    (the scripted server plays the proxy); NO_PROXY naming the origin goes direct."""
+    import base64
+
+    clear_proxy_environment(monkeypatch)
+    proxy = scripted.base_url.rsplit("/v1", 1)[0].replace("http://", "http://squid:proxy-pw@")
+    monkeypatch.setenv("http_proxy", proxy)
+    engine = openai_engine(openai_config("http://alice:origin-pw@upstream.example:8000/v1"))
+    [response] = engine.generate(one_raw_request)
+    engine.close()
+    assert response.ok and response.text.startswith("echo: ")
+    seen = scripted.seen[-1]
+    assert seen["path"] == "http://upstream.example:8000/v1/completions"
+    assert seen["headers"]["Host"] == "upstream.example:8000"
+    assert seen["headers"]["Proxy-Authorization"] == "Basic " + base64.b64encode(b"squid:proxy-pw").decode()
+    assert seen["auth"] == "Basic " + base64.b64encode(b"alice:origin-pw").decode()
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    engine = openai_engine(openai_config(scripted.base_url))
+    engine.generate(one_raw_request)
+    engine.close()
+    assert scripted.seen[-1]["path"] == "/v1/completions" and "Proxy-Authorization" not in scripted.seen[-1]["headers"]
+
+
+def test_an_https_origin_is_reached_through_a_connect_tunnel(monkeypatch):
+    """HTTPS_PROXY set: the engine asks the proxy for a CONNECT tunnel to the origin (with the
+    proxy's credentials); a proxy that refuses is a boot error naming the public URL, with
+    no credential in it."""
+    import base64
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    heads = []
+
+    def refuse_tunnels():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            heads.append(data.decode("latin-1"))
+            conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            conn.close()
+
+    threading.Thread(target=refuse_tunnels, daemon=True).start()
+    clear_proxy_environment(monkeypatch)
+    monkeypatch.setenv("https_proxy", f"http://squid:proxy-pw@127.0.0.1:{listener.getsockname()[1]}")
+    try:
+        with pytest.raises(EngineError) as info:
+            openai_engine(openai_config("https://alice:origin-pw@gateway.example/v1"))
+    finally:
+        listener.close()
+    [head] = heads
+    lines = head.split("\r\n")
+    assert lines[0] == "CONNECT gateway.example:443 HTTP/1.0"
+    assert f"Proxy-Authorization: Basic {base64.b64encode(b'squid:proxy-pw').decode()}" in lines
+    assert "origin-pw" not in head and not any(line.startswith("Authorization") for line in lines)
+    message = str(info.value)
+    assert "https://gateway.example/v1" in message and "pw" not in message

@@ -206,3 +206,22 @@ def test_a_randomized_run_with_one_order_only_prints_its_summary(harmbench_csv, 
                    "--harmbench", harmbench_csv, "--results-dir", tmp_path / "r")
     assert done.returncode == 0, done.stderr
     assert "free-vs-paid" in done.stdout and "n/a" in done.stdout
+
+
+@pytest.mark.parametrize("value", ["often", "every-0", "every-1s", "every--5ms", ""])
+def test_a_bad_sync_cadence_is_refused_by_name_before_anything_is_written(value, tmp_path, harmbench_csv):
+    result = evalkit("run", "--model", "null", "--n", "4", "--harmbench", harmbench_csv, "--sync", value,
+                     "--results-dir", tmp_path / "r")
+    assert_one_line_error(result, "option --sync", "every-batch, every-N")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_bad_sync_cadence_is_refused_by_rerun_and_pytest(run_dir, tmp_path, harmbench_csv):
+    before = (run_dir / RECORDS).read_bytes()
+    assert_one_line_error(evalkit("rerun", run_dir, "--sync", "hourly"), "option --sync")
+    assert (run_dir / RECORDS).read_bytes() == before
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(ROOT / "tests" / "behavioral"),
+                             f"--harmbench={harmbench_csv}", f"--results-dir={tmp_path / 'results'}", "--sync=hourly"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 4 and "option --sync" in result.stdout + result.stderr
+    assert not (tmp_path / "results" / "runs").exists()

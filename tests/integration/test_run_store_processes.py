@@ -35,11 +35,18 @@ def only_run(results):
     return runs[0]
 
 
-def test_sigkill_midway_then_resume_matches_an_uninterrupted_run(harmbench_csv, tmp_path):
-    uninterrupted = tmp_path / "uninterrupted"
-    subprocess.run(run_args(harmbench_csv, uninterrupted), check=True, capture_output=True, timeout=300)
+@pytest.fixture(scope="module")
+def uninterrupted(harmbench_csv, tmp_path_factory):
+    results = tmp_path_factory.mktemp("uninterrupted")
+    subprocess.run(run_args(harmbench_csv, results), check=True, capture_output=True, timeout=300)
+    return only_run(results)
+
+
+@pytest.mark.parametrize("sync", ["every-batch", "every-64", "every-1000ms"])
+def test_sigkill_midway_then_resume_matches_an_uninterrupted_run(harmbench_csv, tmp_path, uninterrupted, sync):
     killed = tmp_path / "killed"
-    process = subprocess.Popen(run_args(harmbench_csv, killed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(run_args(harmbench_csv, killed, "--sync", sync), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
     deadline = time.time() + 120
     log = None
     while time.time() < deadline:
@@ -56,12 +63,13 @@ def test_sigkill_midway_then_resume_matches_an_uninterrupted_run(harmbench_csv, 
     assert 150 <= len(partial) < 600
     manifest = json.loads((log.parent / "manifest.json").read_text())
     assert manifest["status"] == "running"
-    resumed = subprocess.run(run_args(harmbench_csv, killed), capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(run_args(harmbench_csv, killed, "--sync", sync), capture_output=True, text=True,
+                             timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed at" in resumed.stderr
     final = comparable(log.parent)
     assert [r[0] for r in final] == list(range(600))  # no duplicates, no gaps
-    assert final == comparable(only_run(uninterrupted))
+    assert final == comparable(uninterrupted)
 
 
 @pytest.fixture

@@ -1,7 +1,10 @@
+import dataclasses
+import pickle
 from collections import Counter
 
 import pytest
 
+from evalkit import protocols
 from evalkit.datasets import Behavior
 from evalkit.errors import ConfigError
 from evalkit.framings import load_framing_set
@@ -79,6 +82,25 @@ def test_schedule_hash_tracks_order_and_batching():
     assert base.sha256() == build_schedule(items, PAIR, "fixed", 0, 4).sha256()
     assert base.sha256() != build_schedule(items, PAIR, "fixed", 0, 1).sha256()
     assert base.sha256() != build_schedule(items, PAIR, "reversed", 0, 4).sha256()
+
+
+def test_schedule_hash_is_computed_once_and_is_the_same_identity_as_before(monkeypatch):
+    """The memo returns what the computation gives (pinned: the hash main computed for this
+    schedule before the memo, so stored runs keep their identity), computes once per
+    schedule, and never crosses to another schedule (a replaced or rebuilt one)."""
+    items = [Behavior(f"b{i:04d}", f"request {i} \u00e9", "standard", "cat") for i in range(30)]
+    schedule = build_schedule(items, PAIR, "randomized", 3, 4)
+    digests = []
+    real = protocols.hashlib.sha256
+    monkeypatch.setattr(protocols.hashlib, "sha256", lambda *a: digests.append(1) or real(*a))
+    pinned = "1a4aa92cd3ee8163a7fc13e53e695bbab85d99601a692388a947a5f707de6843"
+    assert schedule.sha256() == pinned and schedule.sha256() == pinned and len(digests) == 1
+    rebuilt = build_schedule(items, PAIR, "randomized", 3, 4)
+    assert rebuilt == schedule and rebuilt.sha256() == pinned and len(digests) == 2
+    shorter = dataclasses.replace(schedule, requests=schedule.requests[:-1])
+    assert shorter.sha256() != pinned and len(digests) == 3
+    assert pickle.loads(pickle.dumps(schedule)).sha256() == pinned  # xdist workers receive it pickled
+    assert "_sha256" not in {f.name for f in dataclasses.fields(schedule)} and "_sha256" not in repr(schedule)
 
 
 def test_bad_protocol_and_batch_size():

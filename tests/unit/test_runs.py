@@ -1,13 +1,18 @@
+import dataclasses
+import datetime
+import hashlib
 import json
 import os
 
 import pytest
 
+from evalkit import runs
 from evalkit.engines import EngineConfig, Response
 from evalkit.engines.sim import SimEngine
-from evalkit.errors import RunStoreError
+from evalkit.errors import ConfigError, RunStoreError
 from evalkit.judges import UNCLEAR, Verdict, create_judge
-from evalkit.runs import MANIFEST, RECORDS, RunStore, execute, load_run, read_records
+from evalkit.runs import (DEFAULT_SYNC, MANIFEST, RECORDS, Record, RunStore, SyncPolicy, execute, load_run,
+                          read_records)
 from evalkit.suites import SessionConfig, prepare
 
 pytestmark = pytest.mark.unit
@@ -301,3 +306,107 @@ def test_verdicts_judged_on_failed_responses_do_not_outlive_the_retry(synthetic_
     assert not any(r.response.error for r in retried.records)
     _, loaded = load_run(retried.run_dir)
     assert all(r.verdicts.get("seed") != "error" for r in loaded)  # the stale set is gone, not shown
+
+
+# ---------------------------------------------------------------- sync cadence
+
+
+@pytest.mark.parametrize("text, canonical, records, seconds", [
+    ("every-batch", "every-batch", 1, None),
+    ("every-64", "every-64", 64, None),
+    ("every-250ms", "every-250ms", None, 0.25),
+    ("every-250-ms", "every-250ms", None, 0.25),
+    ("every-0ms", "every-0ms", None, 0.0),
+])
+def test_sync_policy_parses_its_three_forms(text, canonical, records, seconds):
+    policy = SyncPolicy.parse(text)
+    assert (policy.text, policy.records, policy.seconds) == (canonical, records, seconds)
+    assert SyncPolicy.parse(policy.text) == policy
+
+
+@pytest.mark.parametrize("text", ["every-0", "every", "often", "every--5", "every-1s", "1000ms", ""])
+def test_sync_policy_rejects_anything_else_naming_the_option(text):
+    with pytest.raises(ConfigError, match="option --sync"):
+        SyncPolicy.parse(text)
+
+
+def test_sync_policy_is_due_by_records_or_by_time():
+    assert SyncPolicy.parse("every-batch").due(1, 0.0) and not SyncPolicy.parse("every-batch").due(0, 9.0)
+    assert not SyncPolicy.parse("every-8").due(7, 100.0) and SyncPolicy.parse("every-8").due(8, 0.0)
+    assert not SyncPolicy.parse("every-500ms").due(1000, 0.499) and SyncPolicy.parse("every-500ms").due(1, 0.5)
+    assert DEFAULT_SYNC == SyncPolicy.parse("every-1000ms")
+
+
+@pytest.mark.parametrize("policy, expected_syncs", [("every-batch", 16), ("every-6", 3), ("every-3600000ms", 1)])
+def test_records_are_fsynced_at_the_cadence_and_before_the_run_completes(synthetic_csv, tmp_path, monkeypatch,
+                                                                         policy, expected_syncs):
+    """16 records at batch size 1: every batch, every 6 records (at 6 and 12, then the last 4 at the end), or
+    only at the end; the manifest says complete only after the last sync."""
+    session = prepare(SessionConfig(models=("study-pilot",), harmbench=str(synthetic_csv), suites=("replication",),
+                                    pairs=("free-vs-paid",), results_dir=str(tmp_path / "r")))
+    plan = session.plans[0]
+    assert len(plan.schedule) == 16 and plan.batch_size == 1
+    events = []
+    real_fsync, real_write_manifest = os.fsync, runs._write_manifest
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(RECORDS):  # not the manifest's own atomic write
+            events.append(("fsync", os.fstat(fd).st_size))
+        real_fsync(fd)
+
+    monkeypatch.setattr(runs.os, "fsync", fsync)
+    monkeypatch.setattr(runs, "_write_manifest", lambda run_dir, data: (events.append(("manifest", data["status"])),
+                                                                         real_write_manifest(run_dir, data))[1])
+    result = execute(plan.spec, plan.schedule, session.store, provider(), session.judges,
+                     sync=SyncPolicy.parse(policy))
+    synced = [size for kind, size in events if kind == "fsync"]
+    log_size = (result.run_dir / RECORDS).stat().st_size
+    assert len(synced) == expected_syncs and synced == sorted(set(synced))
+    completed_at = events.index(("manifest", "complete"))
+    assert [size for kind, size in events[:completed_at] if kind == "fsync"][-1] == log_size
+
+
+def previous_line(record: Record) -> bytes:
+    """How a record line was encoded before to_json was written by hand (issue 11's format):
+    json.dumps of the fields with dataclasses.asdict of the response, then the checksum of
+    those bytes (sha256, 16 hex digits) as the last member."""
+    data = {"index": record.index, "behavior_id": record.behavior_id, "framing_id": record.framing_id,
+            "slot": record.slot, "position": record.position, "batch": record.batch,
+            "started_at": record.started_at, "finished_at": record.finished_at,
+            "response": dataclasses.asdict(record.response), "verdicts": record.verdicts}
+    body = json.dumps(data, ensure_ascii=False).encode("utf-8")
+    return body[:-1] + b', "checksum": "' + hashlib.sha256(body).hexdigest()[:16].encode() + b'"}\n'
+
+
+@pytest.mark.parametrize("response", [
+    Response(text="é \"quoted\"\nline \u2028 \U0001f600 \\ \t", reasoning="r", finish_reason="stop", prompt_tokens=3,
+             output_tokens=4, latency_s=0.5, error=None),
+    Response(text="", finish_reason="error", latency_s=1e-7, error="HTTP 503: überlastet"),
+])
+def test_record_line_is_byte_for_byte_the_previous_encoding(session, response):
+    """to_json by hand (no dataclasses.asdict) writes the same bytes, so the same checksum, as
+    before: logs written by either version read the same, and a complete run's records_sha256
+    does not change."""
+    plan = session.plans[0]
+    run = execute(plan.spec, plan.schedule, session.store, provider(), session.judges)
+    for stored in run.records[:3]:
+        assert stored.to_line() == previous_line(stored)
+    record = dataclasses.replace(run.records[0], response=response, verdicts={"refusal": "refusal", "seed": UNCLEAR})
+    line = record.to_line()
+    assert line == previous_line(record)
+    assert list(json.loads(line)) == [f.name for f in dataclasses.fields(Record)] + ["checksum"]
+    assert Record.from_json(runs.decode_line(line[:-1])) == record
+    raw = (run.run_dir / RECORDS).read_bytes()
+    assert raw == b"".join(previous_line(r) for r in run.records)
+
+
+def test_record_timestamps_are_utc_iso_with_milliseconds(session):
+    plan = session.plans[0]
+    run = execute(plan.spec, plan.schedule, session.store, provider(), session.judges)
+    for record in run.records[:5]:
+        for stamp in (record.started_at, record.finished_at):
+            parsed = datetime.datetime.fromisoformat(stamp)
+            assert parsed.utcoffset() == datetime.timedelta(0)
+            assert stamp == parsed.isoformat(timespec="milliseconds")
+            assert abs((datetime.datetime.now(datetime.timezone.utc) - parsed).total_seconds()) < 600
+        assert record.started_at <= record.finished_at

@@ -1,9 +1,10 @@
 import dataclasses
 
+import numpy as np
 import pytest
 
 from evalkit.datasets import Behavior
-from evalkit.engines import Engine, EngineConfig, EngineRequest, create_engine, engine_requests
+from evalkit.engines import Engine, EngineConfig, EngineRequest, create_engine, engine_requests, sim
 from evalkit.engines.sim import SimEngine, builtin_profiles, load_profile, parse_profile
 from evalkit.errors import ConfigError
 from evalkit.framings import load_framing_set
@@ -171,3 +172,93 @@ def test_profile_from_path(tmp_path):
     assert load_profile(str(path)).latency_ms == 5.0
     with pytest.raises(ConfigError, match="cannot read sim profile"):
         load_profile(str(tmp_path / "missing.toml"))
+
+
+# ---------------------------------------------------------------- one request at a time = the vectorized model
+
+
+def test_splitmix64_matches_the_reference_generator():
+    """Vigna's splitmix64.c seeded with 0 outputs e220a8397b1dcdaf, 6e789e6aa1b965f4, 06c45d188009454f
+    (each call adds the golden gamma to the state, then mixes): both implementations reproduce them."""
+    gamma = 0x9E3779B97F4A7C15
+    expected = [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F]
+    states = [(k * gamma) & 0xFFFFFFFFFFFFFFFF for k in range(3)]
+    assert [sim.splitmix64_int(s) for s in states] == expected
+    assert [int(v) for v in sim.splitmix64(np.array(states, dtype=np.uint64))] == expected
+
+
+def test_scalar_arithmetic_is_bit_identical_to_the_vectorized_arithmetic():
+    rng = np.random.default_rng(0)
+    keys = rng.integers(0, 2**64 - 1, size=2000, dtype=np.uint64, endpoint=True)
+    ints = [int(k) for k in keys]
+    assert [sim.mix_int(7, sim.TAG_TEXT, k, 3) for k in ints] == [int(v) for v in sim.mix(7, sim.TAG_TEXT, keys, 3)]
+    assert [sim.uniform_int(k) for k in ints] == sim.to_uniform(keys).tolist()
+    assert [sim.normal_int(k) for k in ints] == sim.to_normal(keys).tolist()
+    with np.errstate(over="ignore"):
+        assert sim.batch_digest(ints[:16]) == int(np.add.reduceat(sim.splitmix64(keys[:16]), [0])[0])
+
+
+@pytest.mark.parametrize("profile_name", ["null", "study-pilot", "training-aware", "qwen-control"])
+def test_engine_logits_equal_the_vectorized_logits_request_by_request(profile_name):
+    """Every term on (framing, state, content and batch noise, category offsets), at batch sizes 1 and 8:
+    the engine's per-request arithmetic gives exactly the log-odds `evalkit simulate` computes."""
+    profile = dataclasses.replace(load_profile(profile_name), framing_shift=0.3, state_shift=-0.7,
+                                  content_noise=0.2, batch_noise=0.6, category_offsets={"illegal": 0.25})
+    rng = np.random.default_rng(1)
+    n = 3000
+    behavior_keys = rng.integers(0, 2**64 - 1, size=n, dtype=np.uint64, endpoint=True)
+    prompt_keys = rng.integers(0, 2**64 - 1, size=n, dtype=np.uint64, endpoint=True)
+    batch_keys = rng.integers(0, 2**64 - 1, size=n, dtype=np.uint64, endpoint=True)
+    offsets = np.where(rng.random(n) < 0.5, 0.25, 0.0)
+    private, seen = rng.random(n) < 0.5, rng.random(n) < 0.3
+    sizes = np.where(rng.random(n) < 0.5, 1, 8)
+    for seed in (0, 11, 2**40 + 3):
+        vectorized = sim.refusal_logits(profile, seed, behavior_keys, offsets, private, seen, prompt_keys,
+                                        batch_keys, sizes)
+        scalar = [sim.refusal_logit(profile, seed, int(behavior_keys[i]), float(offsets[i]), bool(private[i]),
+                                    bool(seen[i]), int(prompt_keys[i]), int(batch_keys[i]), int(sizes[i]))
+                  for i in range(n)]
+        assert scalar == vectorized.tolist()
+
+
+def test_cost_per_request_does_not_depend_on_the_batch_size(monkeypatch):
+    """The per-request path does the same work at any batch size: count the mixing calls, not the time."""
+    items = behaviors(64)
+    real, counted = sim.splitmix64_int, [0]
+
+    def counting(x):
+        counted[0] += 1
+        return real(x)
+
+    monkeypatch.setattr(sim, "splitmix64_int", counting)
+    per_request = {}
+    for batch_size in (1, 16):
+        counted[0] = 0
+        run(engine(), build_schedule(items, PAIR, "fixed", 0, batch_size))
+        per_request[batch_size] = counted[0] / (2 * len(items))
+    # a batched request also pays for its share of the batch digest and for its batch noise
+    assert per_request[1] <= per_request[16] <= per_request[1] + 5
+
+
+def test_engine_answers_exactly_what_the_vectorized_engine_answered():
+    """Every field of every response (text, trace, errors, token counts) for four profiles,
+    raw and chat framings, batch sizes 1 and 8, with errors, content and batch noise on:
+    the digest is the one the vectorized engine (main before the per-request arithmetic)
+    gave for the same inputs, so stored runs and snapshots do not change."""
+    import hashlib
+
+    categories = ("illegal", "chemical_biological", "cybercrime_intrusion")
+    items = [Behavior(f"beh_{i:03d}", f"placeholder request number {i}", "standard", categories[i % 3])
+             for i in range(60)]
+    digest = hashlib.sha256()
+    for profile in ("study-pilot", "training-aware", "qwen-control", "null"):
+        for framings in ("study-raw", "study-chat"):
+            for batch_size in (1, 8):
+                eng = engine(profile, seed=3, error_rate=0.1, batch_noise=0.5, content_noise=0.3)
+                schedule = build_schedule(items, load_framing_set(framings).pair("free-vs-paid"), "randomized", 3,
+                                          batch_size)
+                for batch in schedule.batches():
+                    for r in eng.generate(batch):
+                        digest.update(repr((r.text, r.reasoning, r.finish_reason, r.error, r.prompt_tokens,
+                                            r.output_tokens)).encode())
+    assert digest.hexdigest() == "f71281140eb1aed7c0fc249ac34075de742765cdb6bcd1485467f664708d5bed"

@@ -170,3 +170,49 @@ def test_every_public_function_has_a_docstring():
         value = getattr(package, name)
         if callable(value):
             assert value.__doc__ and value.__doc__.strip(), name
+
+
+def test_the_power_search_runs_once_per_design_and_agrees_with_a_fresh_search(monkeypatch):
+    """paired_analysis memoises the minimum detectable gap on (n, discordance, alpha, power):
+    the same table asked again (each test's row, then the summary) searches no more, and a
+    different alpha or power is a different search, equal to calling the search directly."""
+    from evalkit.stats import _paired, _power
+
+    _paired._min_detectable_gap.cache_clear()
+    evaluations = []
+    real = _power._power
+    monkeypatch.setattr(_power, "_power", lambda *args: evaluations.append(args) or real(*args))
+    first = paired_analysis(PILOT)
+    searched = len(evaluations)
+    assert searched > 10  # a real search: a grid scan then bisection
+    assert paired_analysis(PILOT).min_detectable_gap == first.min_detectable_gap
+    assert len(evaluations) == searched
+    gaps = set()
+    for alpha, power in [(0.05, 0.8), (0.01, 0.8), (0.05, 0.9)]:
+        memoised = paired_analysis(PILOT, alpha=alpha, power_target=power).min_detectable_gap
+        assert memoised == min_detectable_gap_over_noise(PILOT.n, PILOT.discordant / PILOT.n, alpha, power, "midp")
+        gaps.add(memoised)
+    assert len(gaps) == 3
+    assert paired_analysis(PILOT, power_target=None).min_detectable_gap is None
+
+
+def test_category_breakdowns_skip_the_power_search_unless_asked():
+    from evalkit import analysis
+
+    labels = {"RR": ("refusal", "refusal"), "RC": ("refusal", "compliance"), "CR": ("compliance", "refusal"),
+              "CC": ("compliance", "compliance")}
+    codes = ["RR", "RC", "CC", "CC", "CR", "CC", "CC", "RR"] * 25
+    ids = tuple(f"b{i:02d}" for i in range(len(codes)))
+    outcomes = analysis.PairedOutcomes(ids, tuple(labels[c][0] for c in codes), tuple(labels[c][1] for c in codes),
+                                       ("free-first",) * len(ids), 2 * len(ids), 0)
+    categories = {b: (("chemical", "illegal")[i % 2], "standard") for i, b in enumerate(ids)}
+    thresholds = analysis.Thresholds()
+    plain = analysis.category_breakdowns(outcomes, categories, thresholds)
+    powered = analysis.category_breakdowns(outcomes, categories, thresholds, with_power=True)
+    assert [(b.dimension, b.category, b.result.n) for b in plain] == \
+        [("semantic", "chemical", 100), ("semantic", "illegal", 100), ("functional", "standard", 200)]
+    assert all(b.result.min_detectable_gap is None for b in plain)
+    assert all(b.result.min_detectable_gap is not None for b in powered)
+    for without, with_ in zip(plain, powered):  # everything else is the same analysis
+        assert (without.result.gap, without.result.gap_ci, without.result.mcnemar_midp) == \
+            (with_.result.gap, with_.result.gap_ci, with_.result.mcnemar_midp)

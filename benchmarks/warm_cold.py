@@ -1,0 +1,93 @@
+"""What a warm re-run of the main job costs next to a cold one.
+
+The main job is `pytest` on the default sim session (README's first command). Cold: an
+empty results directory, so every run is generated. Warm: the same command again on the
+directory the cold run filled, so every run is reused and nothing is generated. Each
+repetition runs cold then warm back to back, and the ratio is the median over
+repetitions of warm over cold, so load from other processes on a shared machine falls on
+both.
+
+Two spans are measured in each pytest process: the whole process (wall and CPU, what a
+user waits for, including starting Python and importing pytest, its plugins, evalkit,
+scipy and pandas), and the session (from ``pytest_sessionstart`` to the end of the summary
+hook: collection, planning, runs, analysis, tests, summary), which is evalkit's own work.
+
+    EVALKIT_HARMBENCH=../shared/data/harmbench python benchmarks/warm_cold.py --reps 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CLOCK_PLUGIN = "_session_clock"
+
+
+def run_pytest(results: Path, clock_file: Path, extra: list[str]) -> dict:
+    env = {**os.environ, "EVALKIT_SESSION_CLOCK": str(clock_file),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", CLOCK_PLUGIN,
+                           f"--results-dir={results}", *extra], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=1800)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if "evalkit summary" not in done.stdout:
+        raise SystemExit(f"pytest printed no evalkit summary (exit {done.returncode}):\n{done.stdout[-3000:]}\n"
+                         f"{done.stderr[-3000:]}")
+    session = json.loads(clock_file.read_text())
+    return {"wall_s": wall, "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+            "session_wall_s": session["wall_s"], "session_cpu_s": session["cpu_s"], "exit": done.returncode,
+            "outcome": done.stdout.strip().splitlines()[-1].rsplit(" in ", 1)[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --), e.g. -- -n 2")
+    args = parser.parse_args()
+    load_before = os.getloadavg()
+    pairs = []
+    with tempfile.TemporaryDirectory(prefix="evalkit-warm-cold-") as tmp:
+        for rep in range(args.reps):
+            results = Path(tmp) / f"results-{rep}"
+            cold = run_pytest(results, Path(tmp) / "clock.json", args.pytest_args)
+            warm = run_pytest(results, Path(tmp) / "clock.json", args.pytest_args)
+            if cold["outcome"] != warm["outcome"]:
+                raise SystemExit(f"warm and cold runs differ: {cold['outcome']!r} vs {warm['outcome']!r}")
+            pairs.append((cold, warm))
+            print(f"rep {rep}: cold {cold['wall_s']:.2f} s (session {cold['session_wall_s']:.2f} s), "
+                  f"warm {warm['wall_s']:.2f} s (session {warm['session_wall_s']:.2f} s)", file=sys.stderr)
+    load_after = os.getloadavg()
+    rows = []
+    for key, label in (("wall_s", "process wall s"), ("cpu_s", "process CPU s"),
+                       ("session_wall_s", "session wall s"), ("session_cpu_s", "session CPU s")):
+        ratios = [warm[key] / cold[key] for cold, warm in pairs]
+        rows.append({"measure": label, "cold": statistics.median(c[key] for c, _ in pairs),
+                     "warm": statistics.median(w[key] for _, w in pairs), "ratio": statistics.median(ratios),
+                     "ratio_range": [min(ratios), max(ratios)]})
+    print(f"main job (pytest, default sim session): {args.reps} cold/warm pairs; pytest says "
+          f"{pairs[0][0]['outcome']!r} (exit {pairs[0][0]['exit']}); load average {load_before[0]:.2f} before, "
+          f"{load_after[0]:.2f} after on {os.cpu_count()} CPUs")
+    print("| measure | cold | warm | warm/cold (median, min-max) |\n|---|---|---|---|")
+    for row in rows:
+        low, high = row["ratio_range"]
+        print(f"| {row['measure']} | {row['cold']:.2f} | {row['warm']:.2f} | {row['ratio']:.3f} "
+              f"({low:.3f}-{high:.3f}) |")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
