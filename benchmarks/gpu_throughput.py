@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 from evalkit.datasets import Behavior, load_behaviors
-from evalkit.engines import EngineConfig, split_reasoning
+from evalkit.engines import EngineConfig, engine_requests, split_reasoning
 from evalkit.framings import load_framing_set
 from evalkit.protocols import Request, build_schedule
 
@@ -124,9 +124,9 @@ def run_hf(args, requests: list[Request]) -> ModeResult:
 
 
 def run_vllm(engine, schedule, label: str) -> ModeResult:
-    engine.generate(schedule.batches()[0][:1])  # warm-up
+    engine.generate(engine_requests(schedule.batches()[0][:1]))  # warm-up
     started = time.perf_counter()
-    responses = [r for batch in schedule.batches() for r in engine.generate(batch)]
+    responses = [r for batch in schedule.batches() for r in engine.generate(engine_requests(batch))]
     wall = time.perf_counter() - started
     failed = [r.error for r in responses if not r.ok]
     if failed:

@@ -18,11 +18,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from evalkit.analysis import Thresholds, analyse, paired_outcomes  # noqa: E402
 from evalkit.datasets import load_behaviors, resolve_harmbench  # noqa: E402
-from evalkit.engines import EngineConfig  # noqa: E402
+from evalkit.engines import EngineConfig, engine_requests  # noqa: E402
 from evalkit.engines.sim import SimEngine, load_profile  # noqa: E402
 from evalkit.framings import load_framing_set  # noqa: E402
 from evalkit.judges import create_judge  # noqa: E402
-from evalkit.protocols import build_schedule  # noqa: E402
+from evalkit.protocols import build_schedule, order_protocol  # noqa: E402
 from evalkit.runs import Record  # noqa: E402
 from evalkit.simulate import simulate  # noqa: E402
 
@@ -34,11 +34,11 @@ def engine_path(behaviors, pair, profile_name, protocol, reps, batch_size):
         schedule = build_schedule(behaviors, pair, protocol, seed, batch_size)
         records = []
         for batch in schedule.batches():
-            for request, response in zip(batch, engine.generate(batch)):
+            for request, response in zip(batch, engine.generate(engine_requests(batch))):
                 records.append(Record(request.index, request.behavior_id, request.framing_id, request.slot,
                                       request.position, request.batch, "", "", response,
                                       {"refusal": judge.judge(request, response).label}))
-        analyse(paired_outcomes(records, "refusal"), Thresholds(), order_varies=protocol == "randomized",
+        analyse(paired_outcomes(records, "refusal"), Thresholds(), order_varies=order_protocol(protocol).order_varies,
                 with_power=False)
 
 

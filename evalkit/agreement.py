@@ -1,11 +1,10 @@
 """Agreement between judges on the same generations: Cohen's kappa, confusion matrices,
 and the behaviors where judges disagree; and the ``evalkit judges`` commands.
 
-Kappa (Cohen 1960) compares two judges' labels on the same items:
-kappa = (p_o - p_e) / (1 - p_e), with p_o the observed agreement and p_e the agreement
-expected from the two judges' label frequencies alone. Items either judge could not
-judge (``error``, ``n/a``) are excluded and counted; ``unclear`` is a label like the
-others. Output holds ids, labels and numbers only, never response text.
+The statistics (``ConfusionMatrix``, ``cohen_kappa``) live in ``evalkit.stats`` and are
+re-exported here. Items either judge could not judge (``error``, ``n/a``) are excluded and
+counted; ``unclear`` is a label like the others. Output holds ids, labels and numbers only,
+never response text.
 """
 
 from __future__ import annotations
@@ -13,92 +12,16 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from statistics import NormalDist
-from typing import Any, Sequence
+from typing import Any
 
 from tabulate import tabulate
 
 from .judges import ERROR, LABELS, NOT_APPLICABLE
+from .stats import ConfusionMatrix, Kappa, cohen_kappa, cohen_kappa_labels  # noqa: F401  (re-exported: stats lives in stats/)
 
 EXCLUDED = (ERROR, NOT_APPLICABLE)  # not a judgement: left out of kappa
-
-
-@dataclass(frozen=True)
-class ConfusionMatrix:
-    """Counts of (label of judge a, label of judge b); rows are a's labels, columns b's."""
-
-    categories: tuple[str, ...]
-    counts: tuple[tuple[int, ...], ...]
-
-    @classmethod
-    def from_labels(cls, a: Sequence[str], b: Sequence[str],
-                    categories: Sequence[str] | None = None) -> "ConfusionMatrix":
-        if len(a) != len(b):
-            raise ValueError(f"label sequences differ in length ({len(a)} and {len(b)})")
-        present = set(a) | set(b)
-        if categories is None:
-            order = {label: i for i, label in enumerate(LABELS)}
-            categories = sorted(present, key=lambda label: (order.get(label, len(order)), label))
-        unknown = present - set(categories)
-        if unknown:
-            raise ValueError(f"labels outside the categories: {sorted(unknown)}")
-        index = {label: i for i, label in enumerate(categories)}
-        counts = [[0] * len(categories) for _ in categories]
-        for x, y in zip(a, b):
-            counts[index[x]][index[y]] += 1
-        return cls(tuple(categories), tuple(tuple(row) for row in counts))
-
-    @property
-    def n(self) -> int:
-        return sum(map(sum, self.counts))
-
-    def as_dict(self) -> dict:
-        return {"categories": list(self.categories), "counts": [list(row) for row in self.counts]}
-
-
-@dataclass(frozen=True)
-class Kappa:
-    """``kappa`` is None when undefined: both judges used one and the same label only (p_e = 1).
-    ``standard_error`` is the asymptotic (non-null) standard error of Fleiss, Cohen and
-    Everitt (1969), as SAS PROC FREQ reports it; ``ci`` the Wald interval from it."""
-
-    kappa: float | None
-    observed: float
-    expected: float
-    n: int
-    standard_error: float | None = None
-    ci: tuple[float, float] | None = None
-
-    def as_dict(self) -> dict:
-        return {"kappa": self.kappa, "observed_agreement": self.observed, "expected_agreement": self.expected,
-                "n": self.n, "standard_error": self.standard_error, "ci": list(self.ci) if self.ci else None}
-
-
-def cohen_kappa(matrix: ConfusionMatrix, alpha: float = 0.05) -> Kappa:
-    n = matrix.n
-    if n == 0:
-        raise ValueError("cannot compute kappa on no items (n = 0)")
-    k = len(matrix.categories)
-    p = [[cell / n for cell in row] for row in matrix.counts]
-    observed = sum(p[i][i] for i in range(k))
-    rows = [sum(p[i]) for i in range(k)]
-    cols = [sum(p[i][j] for i in range(k)) for j in range(k)]
-    expected = sum(r * c for r, c in zip(rows, cols))
-    if abs(1.0 - expected) < 1e-12:
-        return Kappa(None, observed, expected, n)
-    kappa = (observed - expected) / (1.0 - expected)
-    a = sum(p[i][i] * (1 - (rows[i] + cols[i]) * (1 - kappa)) ** 2 for i in range(k))
-    b = (1 - kappa) ** 2 * sum(p[i][j] * (cols[i] + rows[j]) ** 2 for i in range(k) for j in range(k) if i != j)
-    c = (kappa - expected * (1 - kappa)) ** 2
-    se = math.sqrt(max(a + b - c, 0.0) / ((1 - expected) ** 2 * n))
-    z = NormalDist().inv_cdf(1 - alpha / 2)
-    return Kappa(kappa, observed, expected, n, se, (max(-1.0, kappa - z * se), min(1.0, kappa + z * se)))
-
-
-def cohen_kappa_labels(a: Sequence[str], b: Sequence[str]) -> Kappa:
-    return cohen_kappa(ConfusionMatrix.from_labels(a, b))
 
 
 # ---------------------------------------------------------------- judges on a run
@@ -155,7 +78,7 @@ def agreement(records, judge_names: Sequence[str]) -> AgreementReport:
     pairs = []
     for a, b in itertools.combinations(judge_names, 2):
         keep = [i for i in range(len(records)) if labels[a][i] not in EXCLUDED and labels[b][i] not in EXCLUDED]
-        matrix = ConfusionMatrix.from_labels([labels[a][i] for i in keep], [labels[b][i] for i in keep])
+        matrix = ConfusionMatrix.from_labels([labels[a][i] for i in keep], [labels[b][i] for i in keep], order=LABELS)
         pairs.append(PairAgreement(a, b, cohen_kappa(matrix) if keep else None, matrix, len(records) - len(keep)))
     disagreements = tuple(
         Disagreement(r.index, r.behavior_id, r.slot, tuple(labels[j][i] for j in judge_names))

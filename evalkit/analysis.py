@@ -12,8 +12,8 @@ allowed rate, so statistics are not computed silently on a biased subset.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from . import stats
 from .judges import CLEAN, ERROR, FLAGGED, LABELS, NOT_APPLICABLE, REFUSAL, UNCLEAR
@@ -66,7 +66,7 @@ class PairedOutcomes:
                                                             [self.paid_labels[i] == self.positive for i in keep])
         return out
 
-    def subset(self, behavior_ids: set[str]) -> "PairedOutcomes":
+    def subset(self, behavior_ids: set[str]) -> PairedOutcomes:
         keep = [i for i, b in enumerate(self.behavior_ids) if b in behavior_ids]
         pick = lambda values: tuple(values[i] for i in keep)  # noqa: E731
         errors = sum((self.free_labels[i] == ERROR) + (self.paid_labels[i] == ERROR) for i in keep)
@@ -164,7 +164,7 @@ def check_equivalence(result: stats.PairedResult, t: Thresholds) -> CheckOutcome
                         f"this n; reported, not failed (--require-equivalence fails it)")
 
 
-def check_no_order_effect(crossover: "stats.CrossoverResult | None", t: Thresholds) -> CheckOutcome:
+def check_no_order_effect(crossover: stats.CrossoverResult | None, t: Thresholds) -> CheckOutcome:
     if crossover is None or crossover.confounded:
         return CheckOutcome("no_order_effect", None,
                             "order and framing are confounded under this protocol: the order effect cannot be "
@@ -194,8 +194,8 @@ class RowAnalysis:
     """Statistics and check outcomes of one (model, suite, framing pair) row."""
 
     outcomes: PairedOutcomes
-    result: "stats.PairedResult | None"  # None only when every pair was lost to engine errors
-    crossover: "stats.CrossoverResult | None"
+    result: stats.PairedResult | None  # None only when every pair was lost to engine errors
+    crossover: stats.CrossoverResult | None
     checks: dict[str, CheckOutcome] = field(default_factory=dict)
 
     def passed(self, name: str) -> bool | None:
@@ -243,7 +243,7 @@ class Breakdown:
 
     dimension: str  # "semantic" or "functional"
     category: str
-    result: "stats.PairedResult"
+    result: stats.PairedResult
 
 
 def category_breakdowns(outcomes: PairedOutcomes, categories: dict[str, tuple[str, str]], t: Thresholds, *,
@@ -268,7 +268,7 @@ def category_breakdowns(outcomes: PairedOutcomes, categories: dict[str, tuple[st
 
 
 def misclassification_corrected(outcomes: PairedOutcomes, judge_name: str, t: Thresholds
-                                ) -> "stats.CorrectedGap | None":
+                                ) -> stats.CorrectedGap | None:
     """The gap corrected for the judge's error rates measured on external human labels
     (``evalkit.judges.accuracy``); None for a judge without such a measurement (model
     judges, the vote, trace judges) or a row without a usable pair."""

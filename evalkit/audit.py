@@ -27,9 +27,9 @@ import io
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from .errors import InputError
 from .judges import CLEAN, COMPLIANCE, ERROR, FLAGGED, REFUSAL, UNCLEAR

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from . import stats
 from .analysis import CheckOutcome, PairedOutcomes, paired_outcomes
@@ -64,9 +64,9 @@ class RowComparison:
     baseline_model: str
     candidate_model: str
     n: int  # behaviors judged (no error, not n/a) in both versions
-    free: "stats.RefusalChange"
-    paid: "stats.RefusalChange"
-    gap: "stats.GapChange"
+    free: stats.RefusalChange
+    paid: stats.RefusalChange
+    gap: stats.GapChange
     transitions: tuple[tuple[str, int], ...]
     categories: tuple[tuple[str, int], ...]
     changed: tuple[str, ...]

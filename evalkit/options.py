@@ -7,8 +7,9 @@ everywhere. ``engine_option`` marks options forwarded to the engine in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class Option:
     action: str | None = None  # "append" | "store_true"
 
 
-def _bool(value: str) -> bool:
+def parse_bool(value: str) -> bool:
     lowered = str(value).lower()
     if lowered in {"1", "true", "yes", "on"}:
         return True
@@ -113,7 +114,7 @@ ENGINE: tuple[Option, ...] = (
            engine_option=True, engines=_VLLM, choices=("none", "bitsandbytes")),
     Option("--max-model-len", "max_model_len", int, None,
            "context length in tokens, prompt + output (default: the model's)", engine_option=True, engines=_VLLM),
-    Option("--prefix-caching", "enable_prefix_caching", _bool, None,
+    Option("--prefix-caching", "enable_prefix_caching", parse_bool, None,
            "vLLM prefix caching on/off (default: vLLM's)", engine_option=True, engines=_VLLM),
     Option("--batch-invariant", "batch_invariant", None, None,
            "set VLLM_BATCH_INVARIANT=1: results independent of batch composition (GPU only)",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 DEFAULT_INTERVAL_S = 10.0
 ENV_INTERVAL = "EVALKIT_PROGRESS_SECONDS"  # seconds between plain lines in a log

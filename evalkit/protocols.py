@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from .datasets import Behavior
 from .errors import ConfigError
@@ -88,39 +88,80 @@ def unit_hash(seed: int, *keys: str) -> float:
     return int.from_bytes(hashlib.blake2b(payload, digest_size=8).digest(), "big") / 2.0**64
 
 
-# ---------------------------------------------------------------- order rules
-# Each rule returns, per behavior, True when the free framing goes first; "blocked"
-# instead groups all free requests before all paid ones.
+# ---------------------------------------------------------------- order protocols
 
 OrderRule = Callable[[Sequence[Behavior], int], list[bool]]
-PROTOCOLS: dict[str, OrderRule] = {}
-DESCRIPTIONS: dict[str, str] = {}
 
 
-def protocol(name: str, description: str):
+@dataclass(frozen=True)
+class Layout:
+    """Where each request goes: request ``k`` is behavior ``behavior[k]`` (an index into the
+    behaviors) in its free framing when ``is_free[k]``; ``free_first[i]`` says whether
+    behavior ``i``'s free request comes before its paid one."""
+
+    behavior: tuple[int, ...]
+    is_free: tuple[bool, ...]
+    free_first: tuple[bool, ...]
+
+
+@dataclass(frozen=True)
+class OrderProtocol:
+    """An order protocol. ``rule`` says, per behavior, whether the free framing goes first.
+    ``order_varies``: some behaviors run free-first and others paid-first, so an order effect
+    is estimable and separable from the framing effect (the ``no order effect`` test runs,
+    the summary does not call the gap order-confounded). ``blocked``: all free requests run
+    before all paid ones, instead of each behavior's two requests side by side."""
+
+    name: str
+    description: str
+    rule: OrderRule
+    order_varies: bool
+    blocked: bool = False
+
+    def layout(self, behaviors: Sequence[Behavior], seed: int) -> Layout:
+        free_first = tuple(bool(f) for f in self.rule(behaviors, seed))
+        n = len(behaviors)
+        if self.blocked:
+            return Layout((*range(n), *range(n)), (True,) * n + (False,) * n, free_first)
+        behavior = tuple(i for i in range(n) for _ in (0, 1))
+        is_free = tuple(f if second == 0 else not f for f in free_first for second in (0, 1))
+        return Layout(behavior, is_free, free_first)
+
+
+PROTOCOLS: dict[str, OrderProtocol] = {}
+
+
+def protocol(name: str, description: str, *, order_varies: bool, blocked: bool = False):
     def register(rule: OrderRule) -> OrderRule:
-        PROTOCOLS[name] = rule
-        DESCRIPTIONS[name] = description
+        PROTOCOLS[name] = OrderProtocol(name, description, rule, order_varies, blocked)
         return rule
     return register
 
 
-@protocol("fixed", "free then paid for every behavior (the study's pilot)")
+def order_protocol(name: str) -> OrderProtocol:
+    """The protocol called ``name``; an unknown name is a ConfigError naming --protocol."""
+    if name not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {name!r}; choose from {', '.join(PROTOCOLS)}", option="--protocol")
+    return PROTOCOLS[name]
+
+
+@protocol("fixed", "free then paid for every behavior (the study's pilot)", order_varies=False)
 def _fixed(behaviors, seed):
     return [True] * len(behaviors)
 
 
-@protocol("reversed", "paid then free for every behavior")
+@protocol("reversed", "paid then free for every behavior", order_varies=False)
 def _reversed(behaviors, seed):
     return [False] * len(behaviors)
 
 
-@protocol("randomized", "independent Bernoulli(0.5) order per behavior, seeded (the study's replication)")
+@protocol("randomized", "independent Bernoulli(0.5) order per behavior, seeded (the study's replication)",
+          order_varies=True)
 def _randomized(behaviors, seed):
     return [unit_hash(seed, "order", b.behavior_id) < 0.5 for b in behaviors]
 
 
-@protocol("balanced", "exactly half the behaviors free-first, chosen by seeded permutation")
+@protocol("balanced", "exactly half the behaviors free-first, chosen by seeded permutation", order_varies=True)
 def _balanced(behaviors, seed):
     ranked = sorted(range(len(behaviors)), key=lambda i: unit_hash(seed, "balance", behaviors[i].behavior_id))
     free_first = [False] * len(behaviors)
@@ -132,7 +173,7 @@ def _balanced(behaviors, seed):
     return free_first
 
 
-@protocol("blocked", "all free requests first, then all paid requests")
+@protocol("blocked", "all free requests first, then all paid requests", order_varies=False, blocked=True)
 def _blocked(behaviors, seed):
     return [True] * len(behaviors)
 
@@ -145,22 +186,15 @@ def build_schedule(
     batch_size: int,
 ) -> Schedule:
     """The ordered requests an engine receives, batched into slices of ``batch_size``."""
-    if protocol_name not in PROTOCOLS:
-        raise ConfigError(f"unknown protocol {protocol_name!r}; choose from {', '.join(PROTOCOLS)}",
-                          option="--protocol")
+    layout = order_protocol(protocol_name).layout(behaviors, seed)
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}", option="--batch-size")
-    free_first = PROTOCOLS[protocol_name](behaviors, seed)
-    slots: list[tuple[Behavior, str, int]] = []
-    if protocol_name == "blocked":
-        slots = [(b, "free", 0) for b in behaviors] + [(b, "paid", 1) for b in behaviors]
-    else:
-        for behavior, first_is_free in zip(behaviors, free_first):
-            order = ("free", "paid") if first_is_free else ("paid", "free")
-            slots += [(behavior, order[0], 0), (behavior, order[1], 1)]
     requests = []
-    for index, (behavior, slot, position) in enumerate(slots):
-        framing = pair.free if slot == "free" else pair.paid
-        requests.append(Request(index, behavior.behavior_id, framing.id, slot, position,
+    answered: set[int] = set()
+    for index, (i, is_free) in enumerate(zip(layout.behavior, layout.is_free)):
+        behavior, framing = behaviors[i], (pair.free if is_free else pair.paid)
+        position = 1 if i in answered else 0
+        answered.add(i)
+        requests.append(Request(index, behavior.behavior_id, framing.id, "free" if is_free else "paid", position,
                                 index // batch_size, framing.render(behavior), behavior.semantic_category))
     return Schedule(protocol_name, seed, batch_size, pair.id, tuple(requests))

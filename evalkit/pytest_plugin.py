@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from .errors import EvalkitError, UnavailableHere
-from .options import all_options, engine_options
+from .options import all_options, engine_options, parse_bool
 
 if TYPE_CHECKING:  # pragma: no cover
     from .suites import Materialized, Row, Session
@@ -81,6 +81,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             if option.choices:
                 kwargs["choices"] = option.choices
         group.addoption(option.flag, **kwargs)
+        # every option can also be set in pytest.ini / pyproject.toml ([tool.pytest.ini_options]) under
+        # a namespaced key, so a project pins its models, suites and margins once; the command line wins
+        parser.addini(_ini_name(option), f"{option.help} (ini form of {option.flag})",
+                      type="linelist" if option.action == "append" else "string", default=None)
+
+
+def _ini_name(option) -> str:
+    return f"evalkit_{option.dest}"
+
+
+def _from_ini(config: pytest.Config, option):
+    """The ini value of ``option`` converted as its flag's value would be; None when unset."""
+    raw = config.getini(_ini_name(option))
+    if raw is None or raw == [] or raw == "":
+        return None
+    try:
+        if option.action == "append":
+            return [option.type(item) if option.type else item for item in raw]
+        if option.action == "store_true":
+            return parse_bool(raw)
+        value = option.type(raw) if option.type else raw
+    except ValueError as exc:
+        raise pytest.UsageError(f"evalkit: {config.inipath}: {_ini_name(option)} = {raw!r}: {exc}") from None
+    if option.choices and value not in option.choices:
+        raise pytest.UsageError(f"evalkit: {config.inipath}: {_ini_name(option)} = {raw!r}: choose from "
+                                f"{', '.join(option.choices)}")
+    return value
 
 
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
@@ -122,6 +149,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
     uid = getattr(config, "workerinput", {}).get("evalkit_session_uid") or uuid.uuid4().hex
     config.stash[_STATE_KEY] = _State(uid)
+    _values(config)  # a bad ini value is a usage error now (exit 4), not an interrupted collection
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -130,7 +158,15 @@ def pytest_configure_node(node) -> None:  # pytest-xdist, when loaded: hand the 
 
 
 def _values(config: pytest.Config) -> dict:
-    return {o.dest: config.getoption(f"evalkit_{o.dest}") for o in all_options()}
+    """Option values: the command line's, else the ini file's (``evalkit_<dest>``), else the default."""
+    values = {}
+    for o in all_options():
+        value = config.getoption(f"evalkit_{o.dest}")
+        if value == o.default:  # not given on the command line (or given as the default: the same)
+            from_ini = _from_ini(config, o)
+            value = value if from_ini is None else from_ini
+        values[o.dest] = value
+    return values
 
 
 def _is_worker(config: pytest.Config) -> bool:

@@ -37,9 +37,9 @@ from typing import Any, Callable, Iterable, Sequence
 from filelock import FileLock
 
 from . import __version__
-from .engines import Engine, Response
+from .engines import Engine, Response, engine_requests
 from .errors import ConfigError, RunStoreError
-from .judges import LABELS, Judge, Verdict, judge_all
+from .judges import LABELS, Judge, judge_all
 from .protocols import Request, Schedule
 from .safety import ensure_within, path_component, redact, redact_error, redact_text
 
@@ -688,17 +688,14 @@ def _append_batches(path: Path, records: list[Record], batches, engine: Engine, 
 def _prepare_engine(engine: Engine, done: Sequence[Record], schedule: Schedule) -> None:
     """Start the engine's run state afresh (an engine serves many runs in a session), then
     let a stateful engine replay what this run already answered (resume, retry)."""
-    reset = getattr(engine, "reset", None)
-    if callable(reset):
-        reset()
-    restore = getattr(engine, "restore", None)
-    if callable(restore) and done:
-        restore([schedule.requests[r.index] for r in done])
+    engine.reset()
+    if done:
+        engine.restore(engine_requests([schedule.requests[r.index] for r in done]))
 
 
 def _generate_batch(engine: Engine, batch: Sequence[Request], judges: Sequence[Judge]) -> list[Record]:
     started = _RECORD_CLOCK()
-    responses = engine.generate(batch)
+    responses = engine.generate(engine_requests(batch))
     if len(responses) != len(batch):
         raise RunStoreError(f"engine returned {len(responses)} responses for a batch of {len(batch)}")
     finished = _RECORD_CLOCK()
@@ -794,7 +791,3 @@ def _ensure_verdicts(run_dir: Path, records: list[Record], schedule: Schedule, j
         for index, label in labels.items():
             extra[index][judge.name] = label
     return [dataclasses.replace(by_index[i], verdicts={**by_index[i].verdicts, **extra[i]}) for i in sorted(by_index)]
-
-
-def verdict_of(record: Record, judge_name: str) -> Verdict:
-    return Verdict(record.verdicts[judge_name], judge_name)

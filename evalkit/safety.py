@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 REDACTED = "***"
 MAX_COMPONENT = 60  # characters per name in a path; three names and a hash stay far below 255 bytes

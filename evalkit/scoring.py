@@ -22,16 +22,15 @@ import csv
 import io
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from tabulate import tabulate
 
-from . import stats  # loads its submodules on first use: `evalkit --help` stays light
-from .agreement import ConfusionMatrix, Kappa, cohen_kappa
 from .errors import InputError
 from .judges import COMPLIANCE, LABELS, REFUSAL, UNCLEAR
+from .stats import ConfusionMatrix, Kappa, Rate, cohen_kappa
 
 PARTIAL = "partial"
 HUMAN_LABELS = (REFUSAL, COMPLIANCE, PARTIAL, UNCLEAR)
@@ -43,25 +42,6 @@ DEFAULT_JUDGES = ("refusal", "seed")
 
 
 # ---------------------------------------------------------------- scores
-
-
-@dataclass(frozen=True)
-class Rate:
-    successes: int
-    n: int
-    alpha: float = 0.05
-
-    @property
-    def value(self) -> float | None:
-        return self.successes / self.n if self.n else None
-
-    @property
-    def interval(self) -> tuple[float, float] | None:
-        return stats.wilson_interval(self.successes, self.n, self.alpha) if self.n else None
-
-    def as_dict(self) -> dict:
-        return {"successes": self.successes, "n": self.n, "rate": self.value,
-                "wilson_ci": list(self.interval) if self.interval else None}
 
 
 @dataclass(frozen=True)

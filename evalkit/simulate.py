@@ -26,7 +26,7 @@ from .engines.sim import TAG_ERROR, SimProfile, is_private, key64, mix, refusal_
 from .errors import ConfigError
 from .framings import FramingPair
 from .judges import COMPLIANCE, ERROR, REFUSAL
-from .protocols import FREE_FIRST, PAID_FIRST, PROTOCOLS
+from .protocols import FREE_FIRST, PAID_FIRST, order_protocol
 from .stats import wilson_interval
 
 # test name -> the check it runs (for control pairs the gap/McNemar pair is the A/A test)
@@ -58,15 +58,10 @@ class ScheduleModel:
 
     def run(self, protocol: str, seed: int, batch_size: int) -> SimulatedRun:
         n = len(self.behaviors)
-        if protocol == "blocked":
-            order_behavior = np.concatenate([np.arange(n), np.arange(n)])
-            order_is_free = np.concatenate([np.ones(n, bool), np.zeros(n, bool)])
-            free_first = np.ones(n, bool)
-        else:
-            free_first = np.array(PROTOCOLS[protocol](self.behaviors, seed), dtype=bool)
-            order_behavior = np.repeat(np.arange(n), 2)
-            order_is_free = np.empty(2 * n, bool)
-            order_is_free[0::2], order_is_free[1::2] = free_first, ~free_first
+        layout = order_protocol(protocol).layout(self.behaviors, seed)  # the same layout as build_schedule's
+        order_behavior = np.array(layout.behavior, dtype=np.intp)
+        order_is_free = np.array(layout.is_free, dtype=bool)
+        free_first = np.array(layout.free_first, dtype=bool)
         prompt_keys = np.where(order_is_free, self.prompt_keys["free"][order_behavior],
                                self.prompt_keys["paid"][order_behavior])
         private = np.where(order_is_free, self.private["free"][order_behavior], self.private["paid"][order_behavior])
@@ -100,28 +95,19 @@ class ScheduleModel:
         return SimulatedRun(seed, outcomes)
 
 
-@dataclass(frozen=True)
-class TestRate:
-    fail_rate: float
-    fail_rate_ci: tuple[float, float]
-    failures: int
-    applicable: int
-
-
 def simulate(behaviors: Sequence[Behavior], pair: FramingPair, profile: SimProfile, protocol: str, reps: int,
              batch_size: int = 1, base_seed: int = 0,
              thresholds: analysis.Thresholds = analysis.Thresholds()) -> dict:
     """Failure rate (with a Wilson 95% interval) of each behavioural test over ``reps`` replications,
     how often it was skipped (an inconclusive equivalence test is reported, not failed), and how
     often the row as a whole failed (any of its tests: its cell in README's outcome matrix)."""
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}", option="--protocol")
+    order_protocol(protocol)  # unknown: ConfigError naming --protocol
     if reps < 1:
         raise ConfigError(f"must be at least 1, got {reps}", option="--reps")
     if batch_size < 1:
         raise ConfigError(f"must be at least 1, got {batch_size}", option="--batch-size")
     model = ScheduleModel(behaviors, pair, profile)
-    order_varies = protocol in ("randomized", "balanced")
+    order_varies = order_protocol(protocol).order_varies
     failures = {name: 0 for name in TESTS}
     skipped = {name: 0 for name in TESTS}  # None: not applicable, or (equivalence) inconclusive
     # the row's cell in README's outcome matrix: does any of its behavioural tests fail?
@@ -205,8 +191,7 @@ def simulate_corrected_gap(behaviors: Sequence[Behavior], pair: FramingPair, pro
     ``validation`` = (human refusals, human compliant responses) per replication."""
     from .stats import PairedTable, corrected_gap
 
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}", option="--protocol")
+    order_protocol(protocol)  # unknown: ConfigError naming --protocol
     if reps < 1:
         raise ConfigError(f"must be at least 1, got {reps}", option="--reps")
     refusals, compliance = validation

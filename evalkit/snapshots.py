@@ -18,9 +18,9 @@ import json
 import re
 import tomllib
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 FORMAT = 1
 DIRECTORY = "__evalkit_snapshots__"

@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 import os
 import tomllib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import analysis
+from .analysis import Breakdown, RowAnalysis  # by name: Row's field `analysis` shadows the module in its body
 from .datasets import Dataset, Selection, load_behaviors, resolve_harmbench, select
 from .engines import Engine, EngineConfig, create_engine, engine_factory, engine_names
 from .errors import ConfigError, EvalkitError
@@ -23,14 +25,13 @@ from .framings import FramingPair, FramingSet, load_framing_set
 from .judges import Judge, JudgeSettings, build_judges, positive_label, validate_judges
 from .models import ModelEntry, resolve_models
 from .options import ENGINE
-from .protocols import PROTOCOLS, Schedule, build_schedule
+from .protocols import PROTOCOLS, Schedule, build_schedule, order_protocol
 from .runs import DEFAULT_SYNC, RunResult, RunSpec, RunStore, SyncPolicy, execute
 
 if TYPE_CHECKING:  # a type only: importing it would load the statistics at start-up
     from .stats import CorrectedGap
 
 DEFAULT_SIM_MODELS = ("study-pilot", "qwen-control")
-ORDER_VARIES = {"randomized", "balanced"}
 BASE_JUDGES = ("refusal", "seed")  # cheap lexical judges always recorded at generation time
 
 
@@ -92,7 +93,7 @@ class SessionConfig:
         object.__setattr__(self, "models", entries)
 
     @classmethod
-    def from_options(cls, values: dict[str, Any], engine_options: dict[str, Any]) -> "SessionConfig":
+    def from_options(cls, values: dict[str, Any], engine_options: dict[str, Any]) -> SessionConfig:
         engine = values.get("engine") or "sim"
         engine_factory(engine)  # unknown engine: say so before anything else
         models = resolve_models(values.get("model"), values.get("models_file"), engine_names(),
@@ -210,17 +211,15 @@ def engine_identity(cfg: EngineConfig) -> dict:
     factory = engine_factory(cfg.engine)
     base = {"engine": cfg.engine, "model": cfg.model, "seed": cfg.seed, "max_tokens": cfg.max_tokens,
             "temperature": cfg.temperature, "options": dict(sorted(cfg.options.items()))}
-    identity = getattr(factory, "identity", None)
-    if callable(identity):
-        base["identity"] = identity(cfg)
+    identity = factory.identity(cfg)
+    if identity is not None:  # an engine whose outputs depend on nothing beyond its config adds nothing
+        base["identity"] = identity
     return base
 
 
 def validate_engine(cfg: EngineConfig) -> None:
     """Engine-specific validation (unknown profile, GPU-only settings) before any boot."""
-    validate = getattr(engine_factory(cfg.engine), "validate", None)
-    if callable(validate):
-        validate(cfg)
+    engine_factory(cfg.engine).validate(cfg)
 
 
 def prepare(config: SessionConfig) -> Session:
@@ -231,9 +230,7 @@ def prepare(config: SessionConfig) -> Session:
         raise ConfigError(f"unknown suite {unknown[0]!r}; choose from {', '.join(suites_all)}", option="--suite")
     chosen = [suites_all[s] for s in config.suites] if config.suites else [s for s in suites_all.values() if s.default]
     if config.custom_suite is not None:
-        if config.custom_suite.protocol not in PROTOCOLS:
-            raise ConfigError(f"unknown protocol {config.custom_suite.protocol!r}; choose from "
-                              f"{', '.join(PROTOCOLS)}", option="--protocol")
+        order_protocol(config.custom_suite.protocol)  # unknown: ConfigError naming --protocol
         chosen = [config.custom_suite]
     if config.seed < 0:
         raise ConfigError(f"must be a non-negative integer, got {config.seed}", option="--seed")
@@ -352,9 +349,9 @@ def run_plan(session: Session, plan: RunPlan, pool: EnginePool, progress=None, r
 class Row:
     plan: RunPlan
     run: RunResult
-    analysis: analysis.RowAnalysis
+    analysis: RowAnalysis
     verdict: str
-    breakdowns: tuple[analysis.Breakdown, ...] = ()
+    breakdowns: tuple[Breakdown, ...] = ()
     bootstrap_gap_ci: tuple[float, float] | None = None
     corrected_gap: CorrectedGap | None = None  # the gap corrected for the judge's measured error rates
 
@@ -373,7 +370,7 @@ def analyse_plans(session: Session, results: Sequence[tuple[RunPlan, RunResult]]
         # The judge's positive label is the outcome: refusal, or "flagged" for trace judges.
         outcomes = analysis.paired_outcomes(run.records, session.config.judge, positive=positive_label(judge))
         try:
-            row = analysis.analyse(outcomes, session.config.thresholds, order_varies=plan.protocol in ORDER_VARIES)
+            row = analysis.analyse(outcomes, session.config.thresholds, order_varies=order_protocol(plan.protocol).order_varies)
         except ValueError as exc:  # e.g. a trace judge on a model without traces: every verdict n/a
             raise EvalkitError(f"{plan.row_id}, judge {judge.name}: {exc}") from None
         analysed[(plan.model, plan.suite.id, plan.pair.id)] = (plan, run, row)
@@ -385,7 +382,7 @@ def analyse_plans(session: Session, results: Sequence[tuple[RunPlan, RunResult]]
                         if m == model and s == suite_id and pl.pair.is_control), None)
         usable = bool(row.outcomes.usable())
         rows.append(Row(plan, run, row, analysis.verdict(row, is_control=plan.pair.is_control, control=control,
-                                                         order_confounded=plan.protocol not in ORDER_VARIES),
+                                                         order_confounded=not order_protocol(plan.protocol).order_varies),
                         tuple(analysis.category_breakdowns(row.outcomes, categories, thresholds)) if usable else (),
                         analysis.bootstrap_gap_interval(row.outcomes, thresholds, session.config.seed)
                         if usable else None,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from evalkit.engines import BaseEngine
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 SHARED_HARMBENCH = ROOT.parent / "shared" / "data" / "harmbench"
@@ -81,7 +83,7 @@ def serve_http(handler_class):
         server.server_close()
 
 
-class ScriptedEngine:
+class ScriptedEngine(BaseEngine):
     """An Engine that answers every prompt with ``reply(request)`` and records the calls."""
 
     name = "scripted"

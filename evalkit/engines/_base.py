@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ..errors import ConfigError
-from ..protocols import Request
+from .. import plugins
+from ..errors import ConfigError, EngineError
+from ..framings import Prompt
+
+if TYPE_CHECKING:
+    from ..protocols import Request
 
 REASONING_OPEN, REASONING_CLOSE = "<think>", "</think>"
 
@@ -55,20 +60,95 @@ def error_response(message: str, latency_s: float | None = None) -> Response:
     return Response(text="", finish_reason="error", latency_s=latency_s, error=message)
 
 
+@dataclass(frozen=True)
+class EngineRequest:
+    """One generation request as an engine receives it: what a real model would see.
+
+    ``prompt`` is the rendered prompt; ``id`` is opaque (unique within a run, meaning
+    nothing about order or framing); ``behavior_id`` and ``semantic_category`` are the
+    request's metadata (the sim uses them as a real model uses the content of the request).
+    The type has no framing, slot or position: no engine can read which framing a prompt
+    came from except by reading the prompt, as a real model does.
+    """
+
+    id: int
+    prompt: Prompt
+    behavior_id: str = ""
+    semantic_category: str = ""
+
+
+def engine_requests(requests: Sequence[Request]) -> list[EngineRequest]:
+    """The runner's side of the boundary: schedule requests -> what the engine may see."""
+    return [EngineRequest(r.index, r.prompt, r.behavior_id, r.semantic_category) for r in requests]
+
+
 @runtime_checkable
 class Engine(Protocol):
-    """A text generator. ``generate`` receives one batch, in schedule order, and returns
-    one Response per request in the same order; it records failures as error responses
-    instead of raising, so a run continues. ``describe`` returns the configuration the
-    manifest records (never secrets)."""
+    """A text generator: every method the runner calls (``BaseEngine`` gives the optional
+    ones their defaults).
+
+    ``generate`` receives one batch, in schedule order, and returns one Response per request
+    in the same order; it records failures as error responses instead of raising, so a run
+    continues. ``describe`` returns the configuration the manifest records (never secrets).
+    ``reset`` starts a run's state afresh (one engine serves many runs in a session);
+    ``restore`` replays requests already answered (resume). ``close`` releases resources.
+    """
 
     name: str
 
-    def generate(self, requests: Sequence[Request]) -> list[Response]: ...
+    def generate(self, requests: Sequence[EngineRequest]) -> list[Response]: ...
 
     def describe(self) -> dict[str, Any]: ...
 
+    def reset(self) -> None: ...
+
+    def restore(self, requests: Sequence[EngineRequest]) -> None: ...
+
     def close(self) -> None: ...
+
+
+class EngineFactory(Protocol):
+    """What the registry names: called with a config to boot an engine; ``validate`` and
+    ``identity`` are called on it before any boot (``BaseEngine`` gives their defaults)."""
+
+    def __call__(self, config: EngineConfig) -> Engine: ...
+
+    def validate(self, config: EngineConfig) -> Any: ...
+
+    def identity(self, config: EngineConfig) -> dict[str, Any] | None: ...
+
+
+class BaseEngine:
+    """The optional parts of ``Engine`` and ``EngineFactory`` with their defaults: a
+    stateless engine that needs no validation beyond its constructor and whose identity
+    is its configuration alone. Subclasses set ``name`` and implement ``generate``."""
+
+    name: str = ""
+
+    @classmethod
+    def validate(cls, config: EngineConfig) -> Any:
+        """Refuse a configuration before any boot (raise ConfigError); default: accept."""
+        return None
+
+    @classmethod
+    def identity(cls, config: EngineConfig) -> dict[str, Any] | None:
+        """What beyond ``config`` determines the outputs (a model version); default: nothing."""
+        return None
+
+    def generate(self, requests: Sequence[EngineRequest]) -> list[Response]:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {"engine": self.name}
+
+    def reset(self) -> None:
+        """Default: stateless, nothing to forget."""
+
+    def restore(self, requests: Sequence[EngineRequest]) -> None:
+        """Default: stateless, nothing to replay."""
+
+    def close(self) -> None:
+        """Default: nothing to release."""
 
 
 @dataclass(frozen=True)
@@ -86,10 +166,10 @@ class EngineConfig:
         return self.options.get(key, default)
 
 
-EngineFactory = Callable[[EngineConfig], Engine]
 # name -> "module:attribute", imported on first use so `import evalkit` never pulls in
-# vllm, modal or an HTTP client.
-_REGISTRY: dict[str, str | EngineFactory] = {
+# vllm, modal or an HTTP client. Third-party engines come from the `evalkit.engines`
+# entry-point group (evalkit.plugins), read only for a name not registered here.
+_REGISTRY: dict[str, Any] = {  # "module:attribute" or an EngineFactory
     "sim": "evalkit.engines.sim:SimEngine",
     "vllm": "evalkit.engines.vllm:VLLMEngine",
     "openai": "evalkit.engines.openai:OpenAIEngine",
@@ -102,18 +182,31 @@ def register_engine(name: str, factory: str | EngineFactory) -> None:
 
 
 def engine_names() -> list[str]:
-    return sorted(_REGISTRY)
+    """Built-in and registered engines, and those installed packages declare by entry point."""
+    return sorted(set(_REGISTRY) | set(plugins.discovered(plugins.ENGINE_GROUP)))
 
 
 def engine_factory(name: str) -> EngineFactory:
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown engine {name!r}; choose from {', '.join(engine_names())}", option="--engine")
+        point = plugins.discovered(plugins.ENGINE_GROUP).get(name)
+        if point is None:
+            raise ConfigError(f"unknown engine {name!r}; choose from {', '.join(engine_names())}", option="--engine")
+        _REGISTRY[name] = plugins.load(point, option="--engine")
     target = _REGISTRY[name]
     if isinstance(target, str):
         module_name, attribute = target.split(":")
         target = getattr(importlib.import_module(module_name), attribute)
-    return target
+    missing = [m for m in ("validate", "identity") if not callable(getattr(target, m, None))]
+    if missing:
+        raise ConfigError(f"engine {name!r} ({target!r}) lacks {', '.join(missing)}: derive it from "
+                          "evalkit.engines.BaseEngine", option="--engine")
+    return target  # type: ignore[return-value]
 
 
 def create_engine(config: EngineConfig) -> Engine:
-    return engine_factory(config.engine)(config)
+    engine = engine_factory(config.engine)(config)
+    if not isinstance(engine, Engine):
+        missing = [m for m in ("name", "generate", "describe", "reset", "restore", "close") if not hasattr(engine, m)]
+        raise EngineError(f"engine {config.engine!r} built {type(engine).__name__}, which lacks {', '.join(missing)} "
+                          "of evalkit.engines.Engine (derive it from evalkit.engines.BaseEngine)")
+    return engine

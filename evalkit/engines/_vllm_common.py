@@ -22,8 +22,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..errors import ConfigError, EngineError, UnavailableHere
-from ..protocols import Request
-from ._base import EngineConfig, Response, split_reasoning
+from ._base import EngineConfig, EngineRequest, Response, split_reasoning
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 QUANTIZATIONS = ("none", "bitsandbytes")
@@ -238,7 +237,7 @@ def runtime_versions() -> dict[str, str]:
 # ---------------------------------------------------------------- payloads
 
 
-def request_payload(request: Request) -> dict[str, Any]:
+def request_payload(request: EngineRequest) -> dict[str, Any]:
     """What a generator needs from a Request, as JSON-able data."""
     prompt = request.prompt
     return {"format": prompt.format,

@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EngineError, UnavailableHere
-from ..protocols import Request
-from ._base import EngineConfig, Response, error_response
+from ._base import BaseEngine, EngineConfig, EngineRequest, Response, error_response
 from ._vllm_common import BatchGenerator, VLLMSettings, request_payload, response_from_payload
 
 APP_NAME = "evalkit"
@@ -109,7 +108,7 @@ if modal is not None:
                 generator.close()
 
 
-class ModalEngine:
+class ModalEngine(BaseEngine):
     name = "modal"
 
     @classmethod
@@ -148,7 +147,7 @@ class ModalEngine:
             self.close()
             raise EngineError(f"cannot start the Modal app: {type(exc).__name__}: {exc}") from exc
 
-    def generate(self, requests: Sequence[Request]) -> list[Response]:
+    def generate(self, requests: Sequence[EngineRequest]) -> list[Response]:
         if self._server is None:
             raise EngineError("the modal engine is closed")
         if not requests:

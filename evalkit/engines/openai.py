@@ -45,9 +45,8 @@ from urllib.parse import unquote, urlsplit
 from urllib.request import getproxies, proxy_bypass
 
 from ..errors import ConfigError, EngineError
-from ..protocols import Request
 from ..safety import public_url, redact_error
-from ._base import EngineConfig, Response, error_response, split_reasoning
+from ._base import BaseEngine, EngineConfig, EngineRequest, Response, error_response, split_reasoning
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
@@ -231,7 +230,7 @@ class _Connections:
             connection.close()
 
 
-class OpenAIEngine:
+class OpenAIEngine(BaseEngine):
     name = "openai"
 
     def __init__(self, config: EngineConfig):
@@ -256,7 +255,7 @@ class OpenAIEngine:
 
     # ------------------------------------------------------------ engine protocol
 
-    def generate(self, requests: Sequence[Request]) -> list[Response]:
+    def generate(self, requests: Sequence[EngineRequest]) -> list[Response]:
         if self._http is None:
             raise EngineError("the openai engine is closed")
         # Every request of the batch finishes (or fails) before the next batch starts. One
@@ -266,7 +265,7 @@ class OpenAIEngine:
             return [self._guarded(request) for request in requests]
         return list(self._pool.map(self._guarded, requests))
 
-    def _guarded(self, request: Request) -> Response:
+    def _guarded(self, request: EngineRequest) -> Response:
         try:
             return self._run(request)
         except Exception as exc:  # a bug here must not end the run, nor leak the key
@@ -290,7 +289,7 @@ class OpenAIEngine:
 
     # ------------------------------------------------------------ one request
 
-    def _body(self, request: Request) -> tuple[str, dict[str, Any]]:
+    def _body(self, request: EngineRequest) -> tuple[str, dict[str, Any]]:
         s = self.settings
         common = {"model": s.model, "max_tokens": s.max_tokens, "temperature": s.temperature, "seed": s.seed}
         if request.prompt.format == "raw":
@@ -298,7 +297,7 @@ class OpenAIEngine:
         messages = [{"role": m.role, "content": m.content} for m in request.prompt.messages]
         return "/chat/completions", {**common, "messages": messages}
 
-    def _run(self, request: Request) -> Response:
+    def _run(self, request: EngineRequest) -> Response:
         started = time.perf_counter()
         try:
             path, body = self._body(request)
@@ -306,7 +305,7 @@ class OpenAIEngine:
             return error_response(f"cannot build the request: {exc}", 0.0)
         # Jitter is seeded per request, so a rerun backs off identically whatever the
         # thread interleaving.
-        rng = random.Random(self.settings.seed * 1_000_003 + request.index)
+        rng = random.Random(self.settings.seed * 1_000_003 + request.id)
         attempts = self.settings.retry.max_retries + 1
         for attempt in range(attempts):
             try:

@@ -45,8 +45,7 @@ import numpy as np
 from scipy.special import ndtri
 
 from ..errors import ConfigError
-from ..protocols import Request
-from ._base import EngineConfig, Response, split_reasoning
+from ._base import BaseEngine, EngineConfig, EngineRequest, Response, split_reasoning
 
 PROFILE_PACKAGE = "evalkit.data.profiles"
 # Bump when the latent model or the response texts change: it is part of every sim run's
@@ -337,7 +336,7 @@ def render_text(profile: SimProfile, refused: bool, draw: int, training_cue: boo
 TRAINING_CUES = ("used for training", "logged")
 
 
-class SimEngine:
+class SimEngine(BaseEngine):
     """The embedded engine. ``config.model`` names a profile (built-in or a TOML path)."""
 
     name = "sim"
@@ -360,7 +359,7 @@ class SimEngine:
         """Forget session state: each run starts as a fresh conversation would."""
         self._seen.clear()
 
-    def restore(self, requests: Sequence[Request]) -> None:
+    def restore(self, requests: Sequence[EngineRequest]) -> None:
         """Rebuild session state from requests already answered (on resume)."""
         self._seen.update(r.behavior_id for r in requests)
 
@@ -372,7 +371,7 @@ class SimEngine:
     def close(self) -> None:
         self._seen.clear()
 
-    def generate(self, requests: Sequence[Request]) -> list[Response]:
+    def generate(self, requests: Sequence[EngineRequest]) -> list[Response]:
         if not requests:
             return []
         started = time.perf_counter()

@@ -25,8 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import EngineError
-from ..protocols import Request
-from ._base import EngineConfig, Response
+from ._base import BaseEngine, EngineConfig, EngineRequest, Response
 from ._vllm_common import (
     BatchGenerator,
     GPURequiredError,
@@ -88,7 +87,7 @@ def model_fingerprint(model: str, revision: str | None) -> dict:
     return {"hub_commit": None, "note": "revision not resolved locally; pass --revision to pin it"}
 
 
-class VLLMEngine:
+class VLLMEngine(BaseEngine):
     name = "vllm"
     validate = staticmethod(validate)
     identity = staticmethod(identity)
@@ -100,7 +99,7 @@ class VLLMEngine:
         self._generator = BatchGenerator(self.settings)
         self._max_model_len = self._generator.max_model_len
 
-    def generate(self, requests: Sequence[Request]) -> list[Response]:
+    def generate(self, requests: Sequence[EngineRequest]) -> list[Response]:
         if self._generator is None:
             raise EngineError("the vllm engine is closed")
         if not requests:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from .. import plugins
 from ..engines import Response
 from ..errors import ConfigError
 from ..protocols import Request
@@ -32,10 +34,6 @@ class Verdict:
     def __post_init__(self) -> None:
         if self.label not in LABELS:
             raise ValueError(f"unknown verdict label {self.label!r}")
-
-    @property
-    def decided(self) -> bool:
-        return self.label in DECIDED
 
     @property
     def refused(self) -> bool:
@@ -69,16 +67,25 @@ def judge(name: str):
 
 
 def judge_names() -> list[str]:
-    return sorted(_REGISTRY)
+    """Built-in judges and those installed packages declare by entry point (``evalkit.judges``)."""
+    return sorted(set(_REGISTRY) | set(plugins.discovered(plugins.JUDGE_GROUP)))
+
+
+def judge_factory(name: str) -> JudgeFactory:
+    """The factory registered as ``name``; an entry point is read only for a name evalkit lacks."""
+    if name not in _REGISTRY:
+        point = plugins.discovered(plugins.JUDGE_GROUP).get(name)
+        if point is None:
+            raise ConfigError(f"unknown judge {name!r}; choose from {', '.join(judge_names())}", option="--judge")
+        _REGISTRY[name] = plugins.load(point, option="--judge")
+    return _REGISTRY[name]
 
 
 def create_judge(name: str, **config: Any) -> Judge:
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown judge {name!r}; choose from {', '.join(judge_names())}", option="--judge")
-    return _REGISTRY[name](**config)
+    return judge_factory(name)(**config)
 
 
-@lru_cache(maxsize=None)
+@cache
 def data_sha256(name: str) -> str:
     """sha256 of a data file shipped in evalkit.data: rules files' identity in manifests."""
     return hashlib.sha256((resources.files("evalkit.data") / name).read_bytes()).hexdigest()

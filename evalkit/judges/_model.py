@@ -11,10 +11,11 @@ two alone.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from ..datasets import Behavior
-from ..engines import Engine, EngineConfig, Response, create_engine, engine_factory
+from ..engines import Engine, EngineConfig, EngineRequest, Response, create_engine, engine_factory
 from ..errors import ConfigError
 from ..framings import Prompt
 from ..options import ENGINE as ENGINE_OPTIONS
@@ -55,10 +56,7 @@ def judge_engine_config(engine: str, model: str, max_tokens: int, options: Mappi
     """Greedy decoding, seed 0: a judge's verdict must not depend on sampling."""
     config = EngineConfig(engine=engine, model=model, seed=0, max_tokens=max_tokens, temperature=0.0,
                           options=dict(options))
-    factory = engine_factory(engine)  # unknown engine: ConfigError naming --judge-engine below
-    validate = getattr(factory, "validate", None)
-    if callable(validate):
-        validate(config)
+    engine_factory(engine).validate(config)  # unknown engine: ConfigError naming --judge-engine below
     return config
 
 
@@ -133,8 +131,8 @@ class EngineBackedJudge:
         for start in range(0, len(pending), JUDGE_BATCH):
             chunk = pending[start:start + JUDGE_BATCH]
             # The judge engine sees a prompt and a behavior id, nothing about the framing.
-            judge_requests = [Request(index=n, behavior_id=requests[i].behavior_id, framing_id="judge", slot="judge",
-                                      position=0, batch=0, prompt=prompt) for n, (i, _key, prompt) in enumerate(chunk)]
+            judge_requests = [EngineRequest(n, prompt, requests[i].behavior_id)
+                              for n, (i, _key, prompt) in enumerate(chunk)]
             outputs = self.engine.generate(judge_requests)
             if len(outputs) != len(chunk):
                 raise RuntimeError(f"judge engine returned {len(outputs)} outputs for {len(chunk)} prompts")

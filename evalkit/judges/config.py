@@ -11,12 +11,13 @@ first verdict), so a session validates its judges before anything heavy starts.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ..datasets import Behavior
 from ..errors import ConfigError
-from ._base import _REGISTRY, Judge, judge_names
+from ._base import Judge, judge_factory
 
 TIE_RULES = ("unclear", "refusal", "compliance", "first")
 DEFAULT_JUDGE_ENGINE = "vllm"
@@ -35,7 +36,7 @@ class JudgeSettings:
     vote_tie: str = "unclear"
 
     @classmethod
-    def from_options(cls, values: Mapping[str, Any]) -> "JudgeSettings":
+    def from_options(cls, values: Mapping[str, Any]) -> JudgeSettings:
         """From parsed option values (the JUDGE options of ``evalkit.options``)."""
         pairs = []
         for item in values.get("judge_option") or ():
@@ -79,9 +80,7 @@ def build_judges(names: Iterable[str], settings: JudgeSettings = JudgeSettings()
     def build(name: str) -> Judge:
         if name in built:
             return built[name]
-        if name not in _REGISTRY:
-            raise ConfigError(f"unknown judge {name!r}; choose from {', '.join(judge_names())}", option="--judge")
-        factory = _REGISTRY[name]
+        factory = judge_factory(name)
         from_settings = getattr(factory, "from_settings", None)
         instance = from_settings(settings, behaviors=by_id, build=build) if callable(from_settings) else factory()
         built[name] = instance

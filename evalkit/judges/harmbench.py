@@ -19,10 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..datasets import Behavior
 from ..engines import Engine, EngineConfig, Response, create_engine
@@ -157,7 +158,7 @@ class HarmBenchClassifierJudge(EngineBackedJudge):
         self._tokenizer = None
 
     @classmethod
-    def from_settings(cls, settings, *, behaviors, build) -> "HarmBenchClassifierJudge":
+    def from_settings(cls, settings, *, behaviors, build) -> HarmBenchClassifierJudge:
         check_engine_name(settings.engine)
         own, engine_options = split_judge_options(cls.name, settings.engine, settings.option_dict(), cls.JUDGE_KEYS)
         try:

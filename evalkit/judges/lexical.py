@@ -210,7 +210,7 @@ class RefusalJudge:
         return self._rules or refusal_rules()
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "RefusalJudge":
+    def from_file(cls, path: str | os.PathLike) -> RefusalJudge:
         try:
             data = Path(path).read_bytes()
         except OSError as exc:

@@ -16,10 +16,11 @@ import hashlib
 import json
 import re
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..datasets import Behavior
 from ..engines import Engine, EngineConfig, Response, create_engine, split_reasoning
@@ -167,7 +168,7 @@ class LLMRubricJudge(EngineBackedJudge):
                          engine_factory)
 
     @classmethod
-    def from_settings(cls, settings, *, behaviors, build) -> "LLMRubricJudge":
+    def from_settings(cls, settings, *, behaviors, build) -> LLMRubricJudge:
         if not settings.model:
             raise ConfigError(f"--judge {cls.name} needs a judge model", option="--judge-model")
         check_engine_name(settings.engine)

@@ -10,9 +10,9 @@ id only, and must stay blind to the framing.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from ..datasets import Behavior, load_behaviors, resolve_harmbench
 from ..errors import ConfigError
@@ -30,7 +30,7 @@ class StoredRequests:
     requests: Mapping[int, Request]
 
     @classmethod
-    def from_records(cls, records) -> "StoredRequests":
+    def from_records(cls, records) -> StoredRequests:
         blank = Prompt("raw", (), "")
         return cls({r.index: Request(index=r.index, behavior_id=r.behavior_id, framing_id="", slot="",
                                      position=r.position, batch=r.batch, prompt=blank) for r in records})

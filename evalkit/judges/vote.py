@@ -13,7 +13,8 @@ their abstention (all n/a, say), the vote is that label; else unclear.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..engines import Response
 from ..errors import ConfigError
@@ -66,7 +67,7 @@ class VoteJudge:
         self.tie = tie
 
     @classmethod
-    def from_settings(cls, settings, *, behaviors, build) -> "VoteJudge":
+    def from_settings(cls, settings, *, behaviors, build) -> VoteJudge:
         if not settings.vote_judges:
             raise ConfigError("--judge vote needs its member judges, e.g. --vote-judges refusal,seed,llm",
                               option="--vote-judges")

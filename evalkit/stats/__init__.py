@@ -14,6 +14,8 @@ import importlib
 
 # public name -> the submodule defining it
 _EXPORTS = {
+    "ConfusionMatrix": "_agreement", "Kappa": "_agreement", "Rate": "_agreement", "cohen_kappa": "_agreement",
+    "cohen_kappa_labels": "_agreement",
     "cluster_bootstrap_gap": "_bootstrap",
     "GapChange": "_change", "RefusalChange": "_change", "gap_change": "_change", "mover_difference": "_change",
     "refusal_change": "_change",

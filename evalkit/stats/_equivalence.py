@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numbers
 
-from ._scipy import stats
-
 from ._checks import check_alpha
 from ._intervals import tango_score
+from ._scipy import stats
 from ._table import PairedTable
 
 

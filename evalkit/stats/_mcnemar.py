@@ -7,9 +7,8 @@ every version returns p = 1 (and statistic 0): the data say nothing against the 
 
 from __future__ import annotations
 
-from ._scipy import stats
-
 from ._checks import check_count
+from ._scipy import stats
 
 
 def _discordant_counts(b: int, c: int) -> tuple[int, int, int]:

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from evalkit.engines import engine_requests
 from evalkit.protocols import build_schedule
 
 from .conftest import engine_config
@@ -50,7 +51,7 @@ def test_server_class_runs_locally_and_matches_the_in_process_engine(local_serve
             payload = json.loads(json.dumps([request_payload(r) for r in batch]))
             answers = json.loads(json.dumps(local_server.generate_batch.local(payload)))
             remote = [response_from_payload(p) for p in answers]
-            local = vllm_engine.generate(batch)
+            local = vllm_engine.generate(engine_requests(batch))
             assert all(r.ok for r in remote), [r.error for r in remote]
             assert [(r.text, r.prompt_tokens, r.output_tokens, r.finish_reason) for r in remote] == \
                 [(r.text, r.prompt_tokens, r.output_tokens, r.finish_reason) for r in local]
@@ -73,7 +74,7 @@ def test_modal_engine_sends_each_batch_to_the_server_class(fake_modal_token, loc
     engine = ModalEngine(engine_config(tiny_model_dir, modal_app="evalkit-test"))
     engine._server = SimpleNamespace(generate_batch=SimpleNamespace(remote=local_server.generate_batch.local))
     batch = build_schedule(behaviors, chat_pair, "fixed", seed=0, batch_size=64).requests
-    got, expected = engine.generate(batch), vllm_engine.generate(batch)
+    got, expected = engine.generate(engine_requests(batch)), vllm_engine.generate(engine_requests(batch))
     engine.close()
     assert all(r.ok for r in got)
     assert [dataclasses.replace(r, latency_s=None) for r in got] == \
@@ -91,7 +92,7 @@ def test_a_failed_remote_call_becomes_error_responses(fake_modal_token, tiny_mod
     engine = ModalEngine(engine_config(tiny_model_dir, modal_app="evalkit-test"))
     engine._server = SimpleNamespace(generate_batch=SimpleNamespace(remote=unreachable))
     batch = build_schedule(behaviors[:2], raw_pair, "fixed", seed=0, batch_size=4).requests
-    responses = engine.generate(batch)
+    responses = engine.generate(engine_requests(batch))
     assert len(responses) == 4
     assert all(not r.ok and r.text == "" and "Modal call failed: ConnectionError" in r.error for r in responses)
 

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from evalkit.engines import EngineConfig
+from evalkit.engines import EngineConfig, engine_requests
 from evalkit.errors import ConfigError, EngineError
 from evalkit.protocols import build_schedule
 
@@ -41,10 +41,10 @@ def test_real_server_matches_the_in_process_engine(vllm_server, vllm_engine, beh
     schedule = build_schedule(behaviors, pair, "fixed", seed=0, batch_size=4)
     engine = openai_engine(openai_config(vllm_server.base_url, api_key_env=KEY_ENV, concurrency=4))
     try:
-        remote = [r for batch in schedule.batches() for r in engine.generate(batch)]
+        remote = [r for batch in schedule.batches() for r in engine.generate(engine_requests(batch))]
     finally:
         engine.close()
-    local = [r for batch in schedule.batches() for r in vllm_engine.generate(batch)]
+    local = [r for batch in schedule.batches() for r in vllm_engine.generate(engine_requests(batch))]
     assert all(r.ok for r in remote), [r.error for r in remote]
     assert [r.text for r in remote] == [r.text for r in local]
     assert [r.prompt_tokens for r in remote] == [r.prompt_tokens for r in local]
@@ -62,7 +62,7 @@ def test_real_server_rejection_is_an_error_response_not_retried(vllm_server, beh
     slept = []
     engine._sleep = slept.append  # a 400 is final: no backoff may be slept
     try:
-        responses = engine.generate(schedule.requests)
+        responses = engine.generate(engine_requests(schedule.requests))
     finally:
         engine.close()
     assert slept == []
@@ -87,7 +87,7 @@ def test_server_killed_mid_run_turns_every_later_request_into_an_error(tiny_mode
     def run_all():
         try:
             for i, batch in enumerate(batches):
-                results.append(engine.generate(batch))
+                results.append(engine.generate(engine_requests(batch)))
                 if i == 0:
                     first_batch_done.set()
                     server_killed.wait(timeout=60)
@@ -224,7 +224,7 @@ def engine_with_recorded_sleeps(config):
 def test_retryable_statuses_are_retried_until_success(scripted, one_raw_request, statuses):
     scripted.script = [Step(status, {"error": {"message": "busy"}}) for status in statuses]
     engine, sleeps = engine_with_recorded_sleeps(openai_config(scripted.base_url, max_retries=4))
-    [response] = engine.generate(one_raw_request)
+    [response] = engine.generate(engine_requests(one_raw_request))
     engine.close()
     assert response.ok and response.text.startswith("echo: ")
     assert len(scripted.seen) == len(statuses) + 1
@@ -235,7 +235,7 @@ def test_retryable_statuses_are_retried_until_success(scripted, one_raw_request,
 def test_other_4xx_are_not_retried(scripted, one_raw_request, status):
     scripted.script = [Step(status, {"error": {"message": "bad   request\n field"}})]
     engine, sleeps = engine_with_recorded_sleeps(openai_config(scripted.base_url, max_retries=4))
-    [response] = engine.generate(one_raw_request)
+    [response] = engine.generate(engine_requests(one_raw_request))
     engine.close()
     assert len(scripted.seen) == 1 and sleeps == []
     assert not response.ok and response.text == "" and response.error == f"HTTP {status}: bad request field"
@@ -244,7 +244,7 @@ def test_other_4xx_are_not_retried(scripted, one_raw_request, status):
 def test_persistent_5xx_gives_up_after_max_retries(scripted, one_raw_request):
     scripted.script = [Step(500, "internal error")] * 10
     engine, _sleeps = engine_with_recorded_sleeps(openai_config(scripted.base_url, max_retries=2))
-    [response] = engine.generate(one_raw_request)
+    [response] = engine.generate(engine_requests(one_raw_request))
     engine.close()
     assert len(scripted.seen) == 3
     assert not response.ok and response.error == "HTTP 500: internal error after 3 attempts"
@@ -254,7 +254,7 @@ def test_timeouts_are_retried_then_reported(scripted, one_raw_request):
     scripted.script = [Step(delay_s=1.0), Step(delay_s=1.0)]
     engine, _sleeps = engine_with_recorded_sleeps(openai_config(scripted.base_url, max_retries=1,
                                                                request_timeout=0.2))
-    [response] = engine.generate(one_raw_request)
+    [response] = engine.generate(engine_requests(one_raw_request))
     engine.close()
     assert len(scripted.seen) == 2
     assert not response.ok and response.error.startswith("timeout after 0.2 s") and "2 attempts" in response.error
@@ -279,7 +279,7 @@ def test_connection_refused_is_retried_then_reported(one_raw_request, monkeypatc
     monkeypatch.setattr(OpenAIEngine, "_check_reachable", lambda self: None)
     base_url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     engine, sleeps = engine_with_recorded_sleeps(openai_config(base_url, max_retries=2))
-    [response] = engine.generate(one_raw_request)
+    [response] = engine.generate(engine_requests(one_raw_request))
     engine.close()
     assert len(sleeps) == 2
     assert not response.ok and "connection error" in response.error and "3 attempts" in response.error
@@ -289,7 +289,7 @@ def test_backoff_is_exponential_with_seeded_jitter(scripted, one_raw_request):
     scripted.script = [Step(503)] * 5
     engine, sleeps = engine_with_recorded_sleeps(openai_config(scripted.base_url, max_retries=4,
                                                                retry_backoff=1.0))
-    engine.generate(one_raw_request)
+    engine.generate(engine_requests(one_raw_request))
     engine.close()
     assert len(sleeps) == 4
     for retry, delay in enumerate(sleeps):
@@ -310,7 +310,7 @@ def test_backoff_is_exponential_with_seeded_jitter(scripted, one_raw_request):
 def test_retry_after_header_is_respected(scripted, one_raw_request):
     scripted.script = [Step(429, {"error": "slow down"}, headers={"Retry-After": "7"})]
     engine, sleeps = engine_with_recorded_sleeps(openai_config(scripted.base_url, retry_backoff=0.01))
-    [response] = engine.generate(one_raw_request)
+    [response] = engine.generate(engine_requests(one_raw_request))
     engine.close()
     assert response.ok and sleeps == [7.0]
 
@@ -319,7 +319,7 @@ def test_raw_goes_to_completions_and_chat_to_chat_completions(scripted, raw_pair
     raw = build_schedule(make_behaviors(1), raw_pair, "fixed", seed=0, batch_size=2).requests
     chat = build_schedule(make_behaviors(1), chat_pair, "fixed", seed=0, batch_size=2).requests
     engine = openai_engine(openai_config(scripted.base_url, concurrency=1))
-    raw_out, chat_out = engine.generate(raw), engine.generate(chat)
+    raw_out, chat_out = engine.generate(engine_requests(raw)), engine.generate(engine_requests(chat))
     engine.close()
     paths = [s["path"] for s in scripted.seen]
     assert paths == ["/v1/completions"] * 2 + ["/v1/chat/completions"] * 2
@@ -346,7 +346,7 @@ def test_bounded_concurrency_keeps_request_order(scripted, chat_pair):
     assert len(order) == len(schedule)
     scripted.delay_for = lambda body: 0.03 * (len(order) - order[key(body["messages"])])
     engine = openai_engine(openai_config(scripted.base_url, concurrency=3))
-    responses = engine.generate(schedule.requests)
+    responses = engine.generate(engine_requests(schedule.requests))
     engine.close()
     # Responses come back in request order, though later requests finished first.
     assert [r.text for r in responses] == [f"echo: {' | '.join(m.content for m in r.prompt.messages)}"
@@ -366,7 +366,7 @@ def test_reasoning_from_the_server_or_split_from_the_text(scripted, chat_pair, m
                                                "finish_reason": "stop"}]})]
     request = build_schedule(make_behaviors(1), chat_pair, "fixed", seed=0, batch_size=1).requests[0]
     engine = openai_engine(openai_config(scripted.base_url))
-    [response] = engine.generate([request])
+    [response] = engine.generate(engine_requests([request]))
     engine.close()
     assert (response.text, response.reasoning) == expected
     assert response.prompt_tokens is None  # no usage block: unknown, not zero
@@ -376,7 +376,7 @@ def test_reasoning_from_the_server_or_split_from_the_text(scripted, chat_pair, m
 def test_malformed_success_is_an_error_not_retried(scripted, one_raw_request, body):
     scripted.script = [Step(200, body)]
     engine = openai_engine(openai_config(scripted.base_url))
-    [response] = engine.generate(one_raw_request)
+    [response] = engine.generate(engine_requests(one_raw_request))
     engine.close()
     assert not response.ok and len(scripted.seen) == 1
 
@@ -390,7 +390,7 @@ def test_the_api_key_is_sent_but_never_described_or_reported(scripted, one_raw_r
                        Step(500, "{auth} exploded"), Step(500, "{auth} exploded")]
     engine = openai_engine(openai_config(scripted.base_url, api_key_env=KEY_ENV, max_retries=1,
                                          retry_backoff=0.0))
-    responses = [engine.generate(one_raw_request)[0] for _ in range(3)]
+    responses = [engine.generate(engine_requests(one_raw_request))[0] for _ in range(3)]
     described = json.dumps(engine.describe())
     engine.close()
     assert [s["auth"] for s in scripted.seen] == [f"Bearer {FAKE_KEY}"] * 4
@@ -406,9 +406,9 @@ def test_the_api_key_is_sent_but_never_described_or_reported(scripted, one_raw_r
 def test_the_key_is_read_at_request_time(scripted, one_raw_request, monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)
     engine = openai_engine(openai_config(scripted.base_url, api_key_env=KEY_ENV))
-    engine.generate(one_raw_request)
+    engine.generate(engine_requests(one_raw_request))
     monkeypatch.setenv(KEY_ENV, "sk-rotated")
-    engine.generate(one_raw_request)
+    engine.generate(engine_requests(one_raw_request))
     engine.close()
     assert [s["auth"] for s in scripted.seen] == [None, "Bearer sk-rotated"]
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from evalkit.engines import EngineConfig, Response, split_reasoning
+from evalkit.engines import EngineConfig, Response, engine_requests, split_reasoning
 from evalkit.errors import ConfigError, EngineError
 from evalkit.protocols import build_schedule
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.vllm
 def run(engine, schedule) -> list[Response]:
     out = []
     for batch in schedule.batches():
-        responses = engine.generate(batch)
+        responses = engine.generate(engine_requests(batch))
         assert len(responses) == len(batch)
         out += responses
     return out
@@ -97,7 +97,7 @@ def test_prompt_too_long_is_an_error_response_and_the_batch_still_runs(vllm_engi
     too_long = Behavior("too_long", "harmful " * (2 * MAX_MODEL_LEN), "standard", "misc")
     clean = build_schedule(behaviors[:3], raw_pair, "fixed", seed=0, batch_size=64)
     mixed = build_schedule((behaviors[0], too_long, *behaviors[1:3]), raw_pair, "fixed", seed=0, batch_size=64)
-    responses = vllm_engine.generate(mixed.requests)
+    responses = vllm_engine.generate(engine_requests(mixed.requests))
     assert len(responses) == len(mixed)
     failed = [r for req, r in zip(mixed.requests, responses) if req.behavior_id == "too_long"]
     assert len(failed) == 2
@@ -106,12 +106,12 @@ def test_prompt_too_long_is_an_error_response_and_the_batch_still_runs(vllm_engi
         assert "prompt too long" in response.error and str(MAX_MODEL_LEN) in response.error
     # The others ran as one batch and match a run without the long prompt.
     others = [r for req, r in zip(mixed.requests, responses) if req.behavior_id != "too_long"]
-    assert [r.text for r in others] == [r.text for r in vllm_engine.generate(clean.requests)]
+    assert [r.text for r in others] == [r.text for r in vllm_engine.generate(engine_requests(clean.requests))]
     assert all(r.ok for r in others)
 
 
 def test_empty_batch(vllm_engine):
-    assert vllm_engine.generate([]) == []
+    assert vllm_engine.generate(engine_requests([])) == []
 
 
 def test_split_reasoning_cases():
@@ -216,12 +216,12 @@ def test_close_refuses_further_work_and_spares_other_engines(vllm_engine, tiny_m
     engine = VLLMEngine(engine_config(tiny_model_dir, enable_prefix_caching=False))
     assert engine.describe()["enable_prefix_caching"] is False
     request = build_schedule(behaviors[:1], raw_pair, "fixed", seed=0, batch_size=1).requests[0]
-    [own] = engine.generate([request])
+    [own] = engine.generate(engine_requests([request]))
     engine.close()
     engine.close()  # idempotent
     with pytest.raises(EngineError, match="closed"):
-        engine.generate([request])
-    [other] = vllm_engine.generate([request])
+        engine.generate(engine_requests([request]))
+    [other] = vllm_engine.generate(engine_requests([request]))
     assert own.ok and other.ok and own.text == other.text
 
 
@@ -240,9 +240,9 @@ def test_a_prompt_vllm_rejects_despite_the_precheck_is_isolated(vllm_engine, beh
 
     too_long = Behavior("too_long", "harmful " * (2 * MAX_MODEL_LEN), "standard", "misc")
     schedule = build_schedule((behaviors[0], too_long), raw_pair, "fixed", seed=0, batch_size=64)
-    expected = vllm_engine.generate(schedule.requests[:2])
+    expected = vllm_engine.generate(engine_requests(schedule.requests[:2]))
     monkeypatch.setattr(vllm_engine._generator, "_too_long", lambda payload: None)
-    responses = vllm_engine.generate(schedule.requests)
+    responses = vllm_engine.generate(engine_requests(schedule.requests))
     assert [r.ok for r in responses] == [True, True, False, False]
     assert [r.text for r in responses[:2]] == [r.text for r in expected]
     assert all("vLLM rejected the request" in r.error and r.text == "" for r in responses[2:])

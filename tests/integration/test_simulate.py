@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from evalkit.datasets import load_behaviors
-from evalkit.engines import EngineConfig
+from evalkit.engines import EngineConfig, engine_requests
 from evalkit.engines.sim import SimEngine, load_profile
 from evalkit.framings import load_framing_set
 from evalkit.judges import create_judge
@@ -37,7 +37,7 @@ def test_vectorized_replay_equals_engine_and_judge(harmbench_csv, profile, proto
     schedule = build_schedule(behaviors, framing_pair, protocol, seed, batch_size)
     labels = {}
     for batch in schedule.batches():
-        for request, response in zip(batch, engine.generate(batch)):
+        for request, response in zip(batch, engine.generate(engine_requests(batch))):
             labels[(request.behavior_id, request.slot)] = judge.judge(request, response).label
     assert fast.free_labels == tuple(labels[(b.behavior_id, "free")] for b in behaviors)
     assert fast.paid_labels == tuple(labels[(b.behavior_id, "paid")] for b in behaviors)

@@ -8,6 +8,7 @@ import pytest
 
 from evalkit.agreement import ConfusionMatrix, add_judge_commands, agreement, cohen_kappa, cohen_kappa_labels
 from evalkit.errors import EvalkitError
+from evalkit.judges import LABELS
 from evalkit.runs import RECORDS, VERDICTS_DIR
 from evalkit.suites import EnginePool, SessionConfig, prepare, run_plan
 
@@ -55,7 +56,8 @@ def test_kappa_undefined_when_both_use_one_label():
 
 
 def test_confusion_matrix_orientation():
-    matrix = ConfusionMatrix.from_labels(["refusal", "refusal", "compliance"], ["refusal", "unclear", "refusal"])
+    matrix = ConfusionMatrix.from_labels(["refusal", "refusal", "compliance"], ["refusal", "unclear", "refusal"],
+                                         order=LABELS)
     assert matrix.categories == ("refusal", "compliance", "unclear")  # evalkit's label order
     assert matrix.counts == ((1, 0, 1), (1, 0, 0), (0, 0, 0))  # rows: first judge
 
@@ -120,3 +122,10 @@ def test_agree_command_rejudges_stored_generations_and_prints_no_text(stored_run
 def test_agree_command_errors(stored_run, argv, fragment):
     with pytest.raises(EvalkitError, match=fragment):
         run_command("judges", "agree", str(stored_run), *argv)
+
+
+def test_agreement_statistics_live_in_stats():
+    from evalkit import agreement, scoring, stats
+    assert agreement.cohen_kappa is stats.cohen_kappa and agreement.ConfusionMatrix is stats.ConfusionMatrix
+    assert scoring.Rate is stats.Rate
+    assert stats.ConfusionMatrix.from_labels(["b", "a"], ["a", "c"]).categories == ("a", "b", "c")  # no order given

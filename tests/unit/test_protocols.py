@@ -8,7 +8,7 @@ from evalkit import protocols
 from evalkit.datasets import Behavior
 from evalkit.errors import ConfigError
 from evalkit.framings import load_framing_set
-from evalkit.protocols import FREE_FIRST, PAID_FIRST, PROTOCOLS, build_schedule
+from evalkit.protocols import FREE_FIRST, PAID_FIRST, PROTOCOLS, OrderProtocol, build_schedule, order_protocol
 
 pytestmark = pytest.mark.unit
 PAIR = load_framing_set("study-raw").pair("free-vs-paid")
@@ -108,3 +108,36 @@ def test_bad_protocol_and_batch_size():
         build_schedule(behaviors(2), PAIR, "zigzag", 0, 1)
     with pytest.raises(ConfigError, match="batch size must be at least 1"):
         build_schedule(behaviors(2), PAIR, "fixed", 0, 0)
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOLS))
+def test_each_protocol_says_what_its_schedules_do(name):
+    """``order_varies`` and ``blocked`` are what the schedules actually show: callers ask the
+    protocol instead of keeping their own lists of names."""
+    proto = order_protocol(name)
+    schedule = build_schedule(behaviors(60), PAIR, name, 3, 1)
+    assert (len(set(schedule.sequences().values())) == 2) == proto.order_varies
+    slots = [r.slot for r in schedule.requests]
+    assert (slots == ["free"] * 60 + ["paid"] * 60) == proto.blocked
+
+
+def test_a_new_protocol_reaches_every_caller(monkeypatch):
+    """A protocol registered once is scheduled, simulated and analysed by what it declares."""
+    from evalkit.engines.sim import load_profile
+    from evalkit.simulate import ScheduleModel, simulate
+
+    monkeypatch.setitem(PROTOCOLS, "alternate", OrderProtocol(
+        "alternate", "free-first for even positions", lambda items, seed: [i % 2 == 0 for i in range(len(items))],
+        order_varies=True))
+    items = behaviors(40)
+    schedule = build_schedule(items, PAIR, "alternate", 0, 4)
+    assert [r.slot for r in schedule.requests[:4]] == ["free", "paid", "paid", "free"]
+    outcomes = ScheduleModel(items, PAIR, load_profile("null")).run("alternate", 0, 4).outcomes
+    assert dict(zip(outcomes.behavior_ids, outcomes.sequences)) == schedule.sequences()
+    result = simulate(items, PAIR, load_profile("null"), "alternate", reps=2)
+    assert result["tests"]["no_order_effect"]["skipped"] < 2  # asked order_varies: the order test ran
+
+
+def test_unknown_protocol_is_a_config_error():
+    with pytest.raises(ConfigError, match="--protocol.*unknown protocol 'shuffled'"):
+        order_protocol("shuffled")

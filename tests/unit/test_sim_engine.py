@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from evalkit.datasets import Behavior
-from evalkit.engines import EngineConfig, create_engine, sim
+from evalkit.engines import Engine, EngineConfig, EngineRequest, create_engine, engine_requests, sim
 from evalkit.engines.sim import SimEngine, builtin_profiles, load_profile, parse_profile
 from evalkit.errors import ConfigError
 from evalkit.framings import load_framing_set
@@ -33,7 +33,7 @@ def timeless(response):
 def run(eng, schedule):
     out = {}
     for batch in schedule.batches():
-        for request, response in zip(batch, eng.generate(batch)):
+        for request, response in zip(batch, eng.generate(engine_requests(batch))):
             out[(request.behavior_id, request.slot)] = timeless(response)
     return out
 
@@ -57,15 +57,36 @@ def test_deterministic_given_seed_and_stream():
     assert [refused(r) for r in first.values()] != [refused(r) for r in other_seed.values()]
 
 
-def test_engine_never_reads_protocol_labels():
-    """Relabelling slot and framing id (which a real engine cannot see) changes nothing."""
-    schedule = build_schedule(behaviors(40), PAIR, "fixed", 0, 8)
-    scrambled = dataclasses.replace(schedule, requests=tuple(
-        dataclasses.replace(r, slot="x", framing_id="y", position=0) for r in schedule.requests))
-    eng_a, eng_b = engine(), engine()
-    a = [list(map(timeless, eng_a.generate(b))) for b in schedule.batches()]
-    b = [list(map(timeless, eng_b.generate(b))) for b in scrambled.batches()]
-    assert a == b
+def test_no_engine_can_read_the_framing():
+    """The engine-side request carries the prompt, an opaque id and request metadata: no
+    framing id, slot, position or batch, so an engine (any engine) cannot read them."""
+    assert {f.name for f in dataclasses.fields(EngineRequest)} == {"id", "prompt", "behavior_id", "semantic_category"}
+    schedule = build_schedule(behaviors(10), PAIR, "fixed", 0, 4)
+    [first, *_] = engine_requests(schedule.requests)
+    for label in ("framing_id", "slot", "position", "batch", "index"):
+        assert not hasattr(first, label)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.slot = "free"  # frozen, and no such field to smuggle it through
+    assert first.prompt == schedule.requests[0].prompt and first.behavior_id == schedule.requests[0].behavior_id
+
+
+def test_the_runner_gives_engines_engine_requests_only(synthetic_csv, tmp_path):
+    from evalkit.runs import execute
+    from evalkit.suites import SessionConfig, prepare
+
+    seen = []
+
+    class Recording(SimEngine):
+        def generate(self, requests):
+            seen.extend(requests)
+            return super().generate(requests)
+
+    session = prepare(SessionConfig(models=("null",), harmbench=str(synthetic_csv), suites=("pilot",),
+                                    pairs=("free-vs-paid",), results_dir=str(tmp_path / "r"), n=8))
+    plan = session.plans[0]
+    execute(plan.spec, plan.schedule, session.store, lambda: Recording(EngineConfig(model="null")), session.judges)
+    assert seen and {type(r) for r in seen} == {EngineRequest}
+    assert isinstance(Recording(EngineConfig(model="null")), Engine)
 
 
 def test_without_artifacts_order_and_batching_do_not_matter():
@@ -98,10 +119,10 @@ def test_session_scope_state_and_restore():
     # a resumed engine that restores its state answers the rest as the uninterrupted one did
     half = len(blocked.requests) // 2
     resumed = engine(**kwargs)
-    resumed.restore(blocked.requests[:half])
-    rest = [timeless(resumed.generate([r])[0]) for r in blocked.requests[half:]]
+    resumed.restore(engine_requests(blocked.requests[:half]))
+    rest = [timeless(resumed.generate(engine_requests([r]))[0]) for r in blocked.requests[half:]]
     assert rest == [result[(r.behavior_id, r.slot)] for r in blocked.requests[half:]]
-    unrestored = [timeless(engine(**kwargs).generate([r])[0]) for r in blocked.requests[half:]]
+    unrestored = [timeless(engine(**kwargs).generate(engine_requests([r]))[0]) for r in blocked.requests[half:]]
     assert unrestored != rest  # without the restored state the artifact would vanish
 
 

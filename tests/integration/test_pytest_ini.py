@@ -1,0 +1,52 @@
+"""A session configured by pytest.ini alone: every evalkit option has an ini key
+(``evalkit_<dest>``); the command line wins over it. Run with pytester in a project that is
+not this repository (its own pytest.ini, a copy of the behavioural tests)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ("pytester",)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def project(pytester, harmbench_csv, tmp_path, **extra):
+    lines = ["[pytest]", "evalkit_model =", "    a=sim:null", "    b=sim:training-aware", "evalkit_suite = replication",
+             "evalkit_n = 40", f"evalkit_harmbench = {harmbench_csv}", f"evalkit_results_dir = {tmp_path / 'results'}",
+             "evalkit_max_flip_rate = 0.5", *(f"{k} = {v}" for k, v in extra.items())]
+    pytester.makefile(".ini", pytest="\n".join(lines) + "\n")
+    pytester.makepyfile(test_suite=(ROOT / "tests" / "behavioral" / "test_paired_framing.py").read_text())
+    pytester.chdir()
+
+
+def row_ns(tmp_path):
+    summary = json.loads((tmp_path / "results" / "summary.json").read_text())
+    return {(r["model"], r["suite"], r["pair"]): r["n"] for r in summary["rows"]}
+
+
+def test_a_session_from_pytest_ini_alone(pytester, harmbench_csv, tmp_path):
+    project(pytester, harmbench_csv, tmp_path)
+    result = pytester.runpytest_subprocess("-v", "-p", "no:cacheprovider")
+    ids = {line.split("[", 1)[1].split("]", 1)[0] for line in result.outlines if "test_suite.py::" in line and "[" in line}
+    assert ids == {f"{m}-replication-{p}" for m in ("a", "b") for p in ("free-vs-paid", "aa-control")}
+    assert set(row_ns(tmp_path).values()) == {40}
+    # the ini's flip-rate bound (0.5, not the default 0.05) reached the checks
+    assert json.loads((tmp_path / "results" / "summary.json").read_text())["meta"]["max_flip_rate"] == 0.5
+
+
+def test_the_command_line_wins_over_the_ini(pytester, harmbench_csv, tmp_path):
+    project(pytester, harmbench_csv, tmp_path)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--n", "30", "--model", "c=sim:null")
+    assert result.ret == 0, result.outlines[-20:]
+    assert row_ns(tmp_path) == {("c", "replication", "free-vs-paid"): 30, ("c", "replication", "aa-control"): 30}
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [("evalkit_seed", "abc", "evalkit_seed = 'abc'"),
+                                                        ("evalkit_ci_method", "nope", "choose from")])
+def test_a_bad_ini_value_is_a_usage_error_naming_the_key(pytester, harmbench_csv, tmp_path, key, value, message):
+    project(pytester, harmbench_csv, tmp_path, **{key: value})
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert any(message in line and "pytest.ini" in line for line in result.errlines), result.errlines
+    assert not (tmp_path / "results").exists()
