@@ -451,7 +451,7 @@ def test_credentials_in_the_url_are_sent_as_basic_authorization_and_never_report
     scripted.script = [Step(200), Step(400, {"error": {"message": "rejected {auth}"}}),
                        Step(500, "{auth} and gate@user:" + password + " exploded")]
     engine = openai_engine(openai_config(base_url, api_key_env=KEY_ENV, max_retries=0))
-    responses = [engine.generate(one_raw_request)[0] for _ in range(3)]
+    responses = [engine.generate(engine_requests(one_raw_request))[0] for _ in range(3)]
     described = json.dumps(engine.describe())
     engine.close()
     assert [s["auth"] for s in scripted.seen] == [f"Basic {token}"] * 3
@@ -464,7 +464,7 @@ def test_credentials_in_the_url_are_sent_as_basic_authorization_and_never_report
 
 def test_a_query_in_the_base_url_follows_every_path(scripted, one_raw_request):
     engine = openai_engine(openai_config(scripted.base_url + "?api-version=2024-06-01"))
-    [response] = engine.generate(one_raw_request)
+    [response] = engine.generate(engine_requests(one_raw_request))
     engine.close()
     assert response.ok and scripted.seen[-1]["path"] == "/v1/completions?api-version=2024-06-01"
 
@@ -479,7 +479,7 @@ def test_keep_alive_connections_are_reused(one_raw_request, raw_pair, concurrenc
         schedule = build_schedule(make_behaviors(12), raw_pair, "fixed", seed=0, batch_size=batch_size)
         engine = openai_engine(openai_config(server.base_url, concurrency=concurrency))
         assert server.connections == 1  # the boot check (GET /models), closed after it
-        responses = [r for batch in schedule.batches() for r in engine.generate(batch)]
+        responses = [r for batch in schedule.batches() for r in engine.generate(engine_requests(batch))]
         engine.close()
     finally:
         server.close()
@@ -529,7 +529,7 @@ def test_a_keep_alive_connection_the_server_closed_while_idle_is_reopened(one_ra
     try:
         responses = []
         for _ in range(3):
-            responses += engine.generate(one_raw_request)
+            responses += engine.generate(engine_requests(one_raw_request))
             time.sleep(0.2)  # the server has closed the connection by now
     finally:
         engine.close()
@@ -554,7 +554,7 @@ def test_the_proxy_environment_is_honoured(scripted, one_raw_request, monkeypatc
     proxy = scripted.base_url.rsplit("/v1", 1)[0].replace("http://", "http://squid:proxy-pw@")
     monkeypatch.setenv("http_proxy", proxy)
     engine = openai_engine(openai_config("http://alice:origin-pw@upstream.example:8000/v1"))
-    [response] = engine.generate(one_raw_request)
+    [response] = engine.generate(engine_requests(one_raw_request))
     engine.close()
     assert response.ok and response.text.startswith("echo: ")
     seen = scripted.seen[-1]
@@ -564,7 +564,7 @@ def test_the_proxy_environment_is_honoured(scripted, one_raw_request, monkeypatc
     assert seen["auth"] == "Basic " + base64.b64encode(b"alice:origin-pw").decode()
     monkeypatch.setenv("no_proxy", "127.0.0.1")
     engine = openai_engine(openai_config(scripted.base_url))
-    engine.generate(one_raw_request)
+    engine.generate(engine_requests(one_raw_request))
     engine.close()
     assert scripted.seen[-1]["path"] == "/v1/completions" and "Proxy-Authorization" not in scripted.seen[-1]["headers"]
 

@@ -258,7 +258,7 @@ def test_engine_answers_exactly_what_the_vectorized_engine_answered():
                 schedule = build_schedule(items, load_framing_set(framings).pair("free-vs-paid"), "randomized", 3,
                                           batch_size)
                 for batch in schedule.batches():
-                    for r in eng.generate(batch):
+                    for r in eng.generate(engine_requests(batch)):
                         digest.update(repr((r.text, r.reasoning, r.finish_reason, r.error, r.prompt_tokens,
                                             r.output_tokens)).encode())
     assert digest.hexdigest() == "f71281140eb1aed7c0fc249ac34075de742765cdb6bcd1485467f664708d5bed"
