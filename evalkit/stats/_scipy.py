@@ -46,12 +46,18 @@ def _binom_pmf(k, n, p):
     return np.exp(_binom_logpmf(k, n, p))[()]
 
 
+def _quantile(q, low: int, pmf: np.ndarray) -> float:
+    """The smallest count whose cdf reaches q (scipy's definition) for a pmf over low, low+1, ...;
+    a relative tolerance of 1e-10 keeps a cdf exactly equal to q (0.5 at a symmetric midpoint)
+    at its count."""
+    cumulative = np.cumsum(pmf)
+    return float(low + min(int(np.searchsorted(cumulative, q * (1 - 1e-10), side="left")), pmf.size - 1))
+
+
 def _binom_ppf(q, n, p) -> float:
-    """The smallest count whose cdf reaches q (scipy's definition, with a relative tolerance of
-    1e-10 so that a cdf exactly equal to q keeps its count); scalar arguments, O(n)."""
+    """Binomial quantile for scalar arguments, O(n)."""
     n = int(n)
-    cumulative = np.cumsum(_binom_pmf(np.arange(n + 1), n, p))
-    return float(min(int(np.searchsorted(cumulative, q * (1 - 1e-10), side="left")), n))
+    return _quantile(q, 0, _binom_pmf(np.arange(n + 1), n, p))
 
 
 def _fisher_exact(table, alternative: str = "two-sided"):
@@ -98,11 +104,7 @@ def _hypergeom_cdf(k, total, successes, draws) -> float:
 
 
 def _hypergeom_ppf(q, total, successes, draws) -> float:
-    """The smallest count whose cdf reaches q (scipy's definition; a relative tolerance of
-    1e-10 keeps a cdf that is exactly q, such as 0.5 at a symmetric midpoint, at its count)."""
-    low, pmf = _hypergeom_support(total, successes, draws)
-    cumulative = np.cumsum(pmf)
-    return float(low + min(int(np.searchsorted(cumulative, q * (1 - 1e-10), side="left")), pmf.size - 1))
+    return _quantile(q, *_hypergeom_support(total, successes, draws))
 
 
 def _brentq(*args, **kwargs):
