@@ -1,16 +1,30 @@
 """Measure the lexical judges against human labels and write evalkit/data/judge_accuracy.toml.
 
     python scripts/measure_judges.py [--xstest ../shared/data/xstest-v1]
+    python scripts/measure_judges.py --stage fixtures/judge_development/refusal_rules_stage_c.toml --held-out llama2
 
 XSTest v1 is never committed: point --xstest at a local copy. tests/integration/
 test_judge_accuracy.py measures the same numbers again and fails if the file is stale.
+--stage measures a development stage's rules on one XSTest v1 file (the held-out model of the
+cross-model protocol) and prints aggregate numbers only, never a response or a per-row verdict,
+so a blind stage stays blind; it writes nothing.
 """
 
 import argparse
 import json
 from pathlib import Path
 
-from evalkit.scoring import SOURCES, measure_accuracy
+from evalkit.engines import Response
+from evalkit.judges.lexical import RefusalJudge
+from evalkit.scoring import (
+    SOURCES,
+    XSTEST_FILES,
+    format_scores,
+    load_labelled,
+    measure_accuracy,
+    parse_label_map,
+    score_judge,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = """# Measured accuracy of the lexical judges against human labels: written by
@@ -31,11 +45,26 @@ def toml_value(value) -> str:
     return json.dumps(value)
 
 
+def measure_stage(rules: str, xstest_dir: str, model: str) -> str:
+    """The scores table of a rules file on one XSTest v1 file: aggregate numbers only."""
+    judge = RefusalJudge.from_file(rules)
+    items = load_labelled(Path(xstest_dir) / XSTEST_FILES[f"xstest-v1-{model}"], text_column="completion",
+                          label_column="final_label", label_map=parse_label_map("xstest"))
+    score = score_judge(f"refusal {judge.rules.version}", [i.label for i in items],
+                        [judge.judge(None, Response(text=i.text)).label for i in items], source=f"xstest-v1-{model}")
+    return format_scores([score])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--xstest", default=str(ROOT.parent / "shared" / "data" / "xstest-v1"))
     parser.add_argument("--output", default=str(ROOT / "evalkit" / "data" / "judge_accuracy.toml"))
+    parser.add_argument("--stage", help="a rules file to measure on the --held-out model (prints, writes nothing)")
+    parser.add_argument("--held-out", choices=("gpt4", "llama2"), default="llama2")
     args = parser.parse_args()
+    if args.stage:
+        print(measure_stage(args.stage, args.xstest, args.held_out))
+        return
     measured = measure_accuracy(args.xstest, ROOT / "fixtures" / "judge_corpus" / "responses.jsonl",
                                 ("refusal", "seed"))
     lines = [HEADER]
