@@ -19,10 +19,12 @@ fixed free-then-paid order turns that into a spurious framing effect. Batch nois
 depends on which requests share a batch, so batched runs flip prompts near the
 decision boundary, while the same request twice in one batch gets the same noise.
 
-The arithmetic exists twice, bit for bit the same: vectorized (numpy) for
-``evalkit.simulate``, which replays thousands of schedules without rendering text, and
-on Python ints and floats for the engine, which answers one batch (often one request)
-per call, where numpy's per-call overhead would cost more than the arithmetic.
+One core (``SimCore``) decides, vectorized over a schedule: which behaviors were already
+answered in scope (the state), each batch's digest, the error draw and the refusal. The
+engine asks it about one batch per call; ``evalkit.simulate`` about a whole schedule per
+replication, without rendering text. A batch of one request takes a scalar path (Python
+ints and floats, bit for bit the numpy arithmetic), where numpy's per-call overhead would
+cost more than the arithmetic.
 
 Reasoning profiles also write a trace, which reasons about training (a flagged trace) with
 the profile's ``training_trace_rate`` when the prompt mentions training or logging at all,
@@ -39,7 +41,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
+from typing import Hashable, Sequence
 
 import numpy as np
 from scipy.special import ndtri
@@ -251,12 +253,6 @@ def normal_int(x: int) -> float:
     return float(ndtri(uniform_int(x)))
 
 
-def batch_digest(prompt_keys: Sequence[int]) -> int:
-    """Order-independent digest of a batch's composition (a multiset of prompts); the
-    per-batch sum that ``evalkit.simulate`` computes with ``np.add.reduceat``."""
-    return sum(splitmix64_int(k) for k in prompt_keys) & _M64
-
-
 def refusal_logit(profile: SimProfile, seed: int, behavior_key: int, category_offset: float, private: bool,
                   seen: bool, prompt_key: int, batch_key: int, batch_size: int) -> float:
     """``refusal_logits`` for one request."""
@@ -268,6 +264,62 @@ def refusal_logit(profile: SimProfile, seed: int, behavior_key: int, category_of
     if profile.batch_noise and batch_size > 1:  # alone in its batch: no co-batch noise
         logit = logit + profile.batch_noise * normal_int(mix_int(seed, TAG_BATCH, batch_key, prompt_key))
     return logit
+
+
+def batch_digests(prompt_keys: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Order-independent digest of each batch's composition (a multiset of prompts): the sum,
+    modulo 2**64, of the mixed prompt keys of the batch beginning at each of ``starts``."""
+    with np.errstate(over="ignore"):
+        return np.add.reduceat(splitmix64(prompt_keys), starts).astype(np.uint64)
+
+
+def seen_before(behaviors: Sequence[Hashable], batches: Sequence[int], session_scope: bool,
+                earlier: set[Hashable]) -> list[bool]:
+    """The state: whether each request's behavior was already answered in scope, the same
+    batch (``session_scope`` false) or the session so far (``earlier``, which this updates)."""
+    seen: list[bool] = []
+    in_batch: set[Hashable] = set()
+    current = None
+    for behavior, batch in zip(behaviors, batches):
+        if batch != current:
+            in_batch, current = set(), batch
+        seen.append(behavior in (earlier if session_scope else in_batch))
+        in_batch.add(behavior)
+        earlier.add(behavior)
+    return seen
+
+
+@dataclass(frozen=True)
+class SimCore:
+    """The sim's decisions for a profile and seed, vectorized over a schedule's requests."""
+
+    profile: SimProfile
+    seed: int
+
+    def decide(self, behavior_keys: np.ndarray, offsets: np.ndarray, private: np.ndarray, seen: Sequence[bool],
+               prompt_keys: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(failed, refused) of requests in batches beginning at ``starts``: an engine
+        failure (the profile's error rate) is drawn first, a refusal where the log-odds are positive."""
+        total = len(prompt_keys)
+        sizes = np.diff(np.append(starts, total))
+        batch = np.repeat(np.arange(len(starts)), sizes)
+        if self.profile.batch_noise and total > len(starts):
+            digests = batch_digests(prompt_keys, starts)[batch]
+        else:
+            digests = np.zeros(total, dtype=np.uint64)  # no batch shares a request: no digest is read
+        seed64 = np.uint64(self.seed & _M64)
+        failed = to_uniform(mix(seed64, TAG_ERROR, prompt_keys, behavior_keys)) < self.profile.error_rate
+        logits = refusal_logits(self.profile, self.seed, behavior_keys, offsets, private, seen, prompt_keys,
+                                digests, sizes[batch])
+        return failed, logits > 0
+
+    def decide_one(self, behavior_key: int, offset: float, private: bool, seen: bool,
+                   prompt_key: int) -> tuple[bool, bool]:
+        """``decide`` for a batch of one request, on Python ints and floats (no numpy overhead)."""
+        seed = self.seed & _M64
+        if uniform_int(mix_int(seed, TAG_ERROR, prompt_key, behavior_key)) < self.profile.error_rate:
+            return True, False
+        return False, refusal_logit(self.profile, seed, behavior_key, offset, private, seen, prompt_key, 0, 1) > 0
 
 
 def is_private(profile: SimProfile, prompt_text: str) -> bool:
@@ -345,7 +397,11 @@ class SimEngine(BaseEngine):
         self.config = config
         self.profile = load_profile(config.model)
         self.seed = int(config.seed)
-        self._seen: set[str] = set()  # behaviors answered earlier in this session
+        self._seen: set[Hashable] = set()  # behaviors answered earlier in this session
+
+    @property
+    def core(self) -> SimCore:
+        return SimCore(self.profile, self.seed)
 
     @classmethod
     def validate(cls, config: EngineConfig) -> None:
@@ -375,37 +431,36 @@ class SimEngine(BaseEngine):
         if not requests:
             return []
         started = time.perf_counter()
-        profile, seed, size = self.profile, self.seed & _M64, len(requests)
+        profile, size = self.profile, len(requests)
         texts = [r.prompt.flat() for r in requests]
         prompt_keys = [key64(t) for t in texts]
-        digest = batch_digest(prompt_keys) if profile.batch_noise and size > 1 else 0
-        decided = []
-        in_batch: set[str] = set()
-        for request, text, prompt_key in zip(requests, texts, prompt_keys):
-            scope = self._seen if profile.state_scope == "session" else in_batch
-            seen = request.behavior_id in scope
-            in_batch.add(request.behavior_id)
-            self._seen.add(request.behavior_id)
-            behavior_key = key64(request.behavior_id)
-            if uniform_int(mix_int(seed, TAG_ERROR, prompt_key, behavior_key)) < profile.error_rate:
-                decided.append(None)
-                continue
-            private = is_private(profile, text)
-            logit = refusal_logit(profile, seed, behavior_key,
-                                  profile.category_offsets.get(request.semantic_category, 0.0),
-                                  private, seen, prompt_key, digest, size)
-            decided.append((logit > 0, mix_int(seed, TAG_TEXT, prompt_key, size), private))
+        private = [is_private(profile, t) for t in texts]
+        behavior_ids = [r.behavior_id for r in requests]
+        seen = seen_before(behavior_ids, [0] * size, profile.state_scope == "session", self._seen)
+        offsets = [profile.category_offsets.get(r.semantic_category, 0.0) for r in requests]
+        behavior_keys = [key64(b) for b in behavior_ids]
+        if size == 1:
+            failed, refused = (list(v) for v in zip(self.core.decide_one(
+                behavior_keys[0], offsets[0], private[0], seen[0], prompt_keys[0])))
+        else:
+            failed_array, refused_array = self.core.decide(
+                np.array(behavior_keys, dtype=np.uint64), np.array(offsets), np.array(private), seen,
+                np.array(prompt_keys, dtype=np.uint64), np.zeros(1, dtype=np.intp))
+            failed, refused = failed_array.tolist(), refused_array.tolist()
         if profile.latency_ms:
             time.sleep(profile.latency_ms * size / 1000.0)
         latency = (time.perf_counter() - started) / size
+        seed = self.seed & _M64
         out = []
-        for text, decision in zip(texts, decided):
-            if decision is None:
+        for text, prompt_key, is_failed, is_refused, is_private_chat in zip(texts, prompt_keys, failed, refused,
+                                                                            private):
+            if is_failed:
                 out.append(Response(text="", finish_reason="error", latency_s=latency,
                                     error="sim: simulated engine failure (profile error_rate)"))
                 continue
             training_cue = any(cue in text.lower() for cue in TRAINING_CUES)
-            raw = render_text(profile, decision[0], decision[1], training_cue, decision[2])
+            raw = render_text(profile, is_refused, mix_int(seed, TAG_TEXT, prompt_key, size), training_cue,
+                              is_private_chat)
             answer, trace = split_reasoning(raw)
             out.append(Response(text=answer, reasoning=trace, finish_reason="stop",
                                 prompt_tokens=len(text.split()), output_tokens=len(raw.split()),
