@@ -147,7 +147,7 @@ def judge_list(text: str, option: str) -> list[str]:
 def cmd_judges_agree(args: argparse.Namespace) -> int:
     from .errors import InputError
     from .judges import JudgeSettings, build_judges, close_judges, positive_label
-    from .judges.stored import judge_stored_run
+    from .rejudge import judge_stored_run
 
     names = judge_list(args.judges, "--judges")
     if len(names) < 2:

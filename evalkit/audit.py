@@ -171,7 +171,8 @@ def sample_paths(run_dir: Path, seed: int) -> tuple[Path, Path, Path]:
 
 def cmd_audit_sample(args: argparse.Namespace) -> int:
     from .judges import JudgeSettings, close_judges
-    from .judges.stored import judge_stored_run, run_behaviors
+    from .judges.stored import run_behaviors
+    from .rejudge import judge_stored_run
 
     if args.n < 1:
         raise InputError(f"must be at least 1, got {args.n}", option="--n")
@@ -264,7 +265,7 @@ def find_key(run_dir: Path, audit_ids: set[str], explicit: str | None) -> Path:
 def cmd_audit_score(args: argparse.Namespace) -> int:
     from .agreement import judge_list
     from .judges import JudgeSettings, close_judges
-    from .judges.stored import judge_stored_run
+    from .rejudge import judge_stored_run
 
     run_dir = Path(args.run_dir)
     human = read_human_labels(Path(args.labels))
