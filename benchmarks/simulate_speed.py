@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))  # run from a checkout
 from evalkit.analysis import Thresholds, analyse, paired_outcomes  # noqa: E402
 from evalkit.datasets import Behavior, load_behaviors, resolve_harmbench  # noqa: E402
 from evalkit.engines import EngineConfig, engine_requests  # noqa: E402
-from evalkit.engines.sim import SimEngine, load_profile  # noqa: E402
+from evalkit.engines.sim import SimEngine  # noqa: E402
 from evalkit.framings import FramingPair, load_framing_set  # noqa: E402
 from evalkit.judges import create_judge  # noqa: E402
 from evalkit.protocols import build_schedule, order_protocol  # noqa: E402

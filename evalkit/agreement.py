@@ -12,11 +12,15 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
 from .judges import ERROR, LABELS, NOT_APPLICABLE
 from .stats import ConfusionMatrix, Kappa, cohen_kappa, cohen_kappa_labels  # noqa: F401  (re-exported: stats lives in stats/)
+
+if TYPE_CHECKING:
+    from .runs_store import Record
 
 EXCLUDED = (ERROR, NOT_APPLICABLE)  # not a judgement: left out of kappa
 
@@ -32,7 +36,7 @@ class PairAgreement:
     matrix: ConfusionMatrix
     excluded: int
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"judge_a": self.judge_a, "judge_b": self.judge_b, "excluded": self.excluded,
                 **(self.kappa.as_dict() if self.kappa else {"kappa": None, "n": 0}), "matrix": self.matrix.as_dict()}
 
@@ -57,14 +61,14 @@ class AgreementReport:
     def disagreeing_behaviors(self) -> list[str]:
         return list(dict.fromkeys(d.behavior_id for d in self.disagreements))
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"judges": list(self.judges), "n_items": self.n_items, "pairs": [p.as_dict() for p in self.pairs],
                 "label_counts": self.label_counts, "disagreeing_behaviors": self.disagreeing_behaviors,
                 "disagreements": [{"index": d.index, "behavior_id": d.behavior_id, "slot": d.slot,
                                    "labels": dict(zip(self.judges, d.labels))} for d in self.disagreements]}
 
 
-def agreement(records, judge_names: Sequence[str]) -> AgreementReport:
+def agreement(records: Sequence[Record], judge_names: Sequence[str]) -> AgreementReport:
     """Pairwise agreement of ``judge_names`` over ``records`` (each holding their verdicts)."""
     if len(judge_names) < 2:
         raise ValueError("agreement needs at least two judges")

@@ -29,10 +29,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
 from .judges import COMPLIANCE, ERROR, REFUSAL, UNCLEAR
 from .protocols import unit_hash
+
+if TYPE_CHECKING:
+    from .runs_store import Record
 
 AUDIT_DIR = "audit"
 ALLOCATIONS = ("proportional", "equal")
@@ -81,12 +85,12 @@ def allocate(sizes: dict[str, int], n: int, method: str = "proportional") -> dic
     return out
 
 
-def draw_sample(records, labels: dict[int, str], n: int, seed: int, run_key: str,
+def draw_sample(records: Sequence[Record], labels: dict[int, str], n: int, seed: int, run_key: str,
                 allocation: str = "proportional") -> tuple[list[AuditItem], dict[str, int], dict[str, int]]:
     """(items in blinded order, stratum sizes, allocation). Failed requests are not sampled:
     there is nothing for a person to label."""
     eligible = [r for r in records if r.response.error is None and labels[r.index] != ERROR]
-    strata: dict[str, list] = {}
+    strata: dict[str, list[Any]] = {}
     for r in eligible:
         strata.setdefault(f"{r.slot}/{labels[r.index]}", []).append(r)
     sizes = {s: len(members) for s, members in strata.items()}
@@ -107,7 +111,7 @@ def blinded_text(text: str) -> str:
     return _TIER.sub("[tier redacted]", text)
 
 
-def write_csv(path: Path, rows: Sequence[dict]) -> None:
+def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -147,7 +151,7 @@ function download() {{
 """
 
 
-def write_html(path: Path, rows: Sequence[dict]) -> None:
+def write_html(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     parts = []
     for row in rows:
         aid = html.escape(row["audit_id"])

@@ -110,7 +110,7 @@ class SyncPolicy:
             return False
         if self.records is not None:
             return pending >= self.records
-        return since_s >= self.seconds
+        return self.seconds is not None and since_s >= self.seconds
 
 
 DEFAULT_SYNC = SyncPolicy()
@@ -141,7 +141,7 @@ class RunSpec:
 
     model: str
     engine: str
-    engine_config: dict
+    engine_config: dict[str, Any]
     framing_set: str
     framing_texts_sha256: str
     pair: str
@@ -156,14 +156,15 @@ class RunSpec:
     n_requests: int
     spec_version: int = SPEC_VERSION
 
-    def identity(self) -> dict:
+    def identity(self) -> dict[str, Any]:
         # credentials (a password in a base URL, a key) are not part of the experiment
-        return redact(dataclasses.asdict(self))
+        identity: dict[str, Any] = redact(dataclasses.asdict(self))
+        return identity
 
     def sha256(self) -> str:
         return hashlib.sha256(canonical_json(self.identity()).encode()).hexdigest()
 
-    def differences(self, other: dict) -> list[str]:
+    def differences(self, other: dict[str, Any]) -> list[str]:
         mine = self.identity()
         keys = sorted(set(mine) | set(other))
         return [k for k in keys if mine.get(k) != other.get(k)]
@@ -182,7 +183,7 @@ class Record:
     response: Response
     verdicts: dict[str, str] = field(default_factory=dict)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         response = self.response  # by hand: dataclasses.asdict deep-copies, at every record
         return {"index": self.index, "behavior_id": self.behavior_id, "framing_id": self.framing_id,
                 "slot": self.slot, "position": self.position, "batch": self.batch,
@@ -194,7 +195,7 @@ class Record:
         return encode_line(self.to_json())
 
     @classmethod
-    def from_json(cls, data: dict) -> Record:
+    def from_json(cls, data: dict[str, Any]) -> Record:
         verdicts = data.get("verdicts", {})
         if not isinstance(verdicts, dict):
             raise TypeError("verdicts must be an object")
@@ -226,7 +227,7 @@ def _line_checksum(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()[:16]
 
 
-def encode_line(data: dict) -> bytes:
+def encode_line(data: dict[str, Any]) -> bytes:
     """One JSON line whose last member is the checksum of the line's other bytes."""
     body = _encode(data).encode("utf-8")
     return body[:-1] + f', "{CHECKSUM}": "{_line_checksum(body)}"}}\n'.encode()
@@ -237,7 +238,7 @@ _CHECKSUM_TAIL_LENGTH = len(_CHECKSUM_HEAD) + 16 + 2  # , "checksum": "<16 hex d
 _HEX = re.compile(rb"[0-9a-f]{16}")
 
 
-def decode_line(line: bytes) -> dict:
+def decode_line(line: bytes) -> dict[str, Any]:
     """The object of a line written by ``encode_line``; ValueError if it is not one, or if
     any byte changed since (the checksum covers the line as written)."""
     tail = line[-_CHECKSUM_TAIL_LENGTH:]
@@ -341,7 +342,7 @@ def atomic_write(path: Path, data: bytes) -> None:
                 os.unlink(tmp)
 
 
-def write_manifest(run_dir: Path, manifest: dict) -> None:
+def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
     text = json.dumps(redact(manifest), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     atomic_write(run_dir / MANIFEST, text.encode("utf-8"))
 
@@ -365,7 +366,7 @@ class RunResult:
 class RunStore:
     """Run directories under ``<results_dir>/runs``, one per specification."""
 
-    def __init__(self, results_dir: str | os.PathLike) -> None:
+    def __init__(self, results_dir: str | os.PathLike[str]) -> None:
         self.results_dir = Path(results_dir)
         self.runs_dir = self.results_dir / "runs"
 
@@ -401,7 +402,7 @@ def run_lock(run_dir: Path) -> FileLock:
     return FileLock(str(Path(run_dir).resolve()) + LOCK)
 
 
-def is_store_file(path: str | os.PathLike) -> bool:
+def is_store_file(path: str | os.PathLike[str]) -> bool:
     """Whether writing ``path`` would replace a file of a run (its manifest, record log, a
     verdict set, a temp file or the lock). Symlinked directories are followed."""
     path = Path(path)
@@ -414,7 +415,7 @@ def is_store_file(path: str | os.PathLike) -> bool:
     return run_dir != target.parent or target.name in (MANIFEST, RECORDS) or target.name.startswith(".")
 
 
-def load_manifest(run_dir: str | os.PathLike) -> dict:
+def load_manifest(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """A run's manifest, checked for shape and record format; RunStoreError naming the
     file otherwise."""
     path = Path(run_dir) / MANIFEST
@@ -439,7 +440,7 @@ def load_manifest(run_dir: str | os.PathLike) -> dict:
     return manifest
 
 
-def read_run_records(run_dir: Path, manifest: dict) -> list[Record]:
+def read_run_records(run_dir: Path, manifest: dict[str, Any]) -> list[Record]:
     """The records of a run, verified: a complete run's log must be byte for byte the one it
     completed with (sha256 and count in the manifest), every line's checksum and labels
     must hold, and indices must run 0, 1, 2, ... without gap or repeat."""
@@ -477,7 +478,7 @@ def read_verdict_file(path: Path) -> dict[int, str]:
     return labels
 
 
-def load_run(run_dir: str | os.PathLike) -> tuple[dict, list[Record]]:
+def load_run(run_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], list[Record]]:
     """The manifest and the verified records, with the verdicts of judges added after
     generation (``verdicts/``; for a judge re-judged under several configurations, the
     newest). Every reader of stored runs goes through here, so every reader refuses a

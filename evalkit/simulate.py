@@ -15,8 +15,9 @@ real behavioural tests.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -84,7 +85,7 @@ class ScheduleModel:
 
 def simulate(behaviors: Sequence[Behavior], pair: FramingPair, profile: SimProfile, protocol: str, reps: int,
              batch_size: int = 1, base_seed: int = 0,
-             thresholds: analysis.Thresholds = analysis.Thresholds()) -> dict:
+             thresholds: analysis.Thresholds = analysis.Thresholds()) -> dict[str, Any]:
     """Failure rate (with a Wilson 95% interval) of each behavioural test over ``reps`` replications,
     how often it was skipped (an inconclusive equivalence test is reported, not failed), and how
     often the row as a whole failed (any of its tests: its cell in README's outcome matrix)."""
@@ -171,7 +172,7 @@ def misclassify(refused: np.ndarray, sensitivity: float, specificity: float, rng
 def simulate_corrected_gap(behaviors: Sequence[Behavior], pair: FramingPair, profile: SimProfile, protocol: str,
                            reps: int, sensitivity: float, specificity: float, validation: tuple[int, int],
                            batch_size: int = 1, base_seed: int = 0, alpha: float = 0.05,
-                           ci_method: str = "newcombe") -> dict:
+                           ci_method: str = "newcombe") -> dict[str, Any]:
     """Coverage of the misclassification-corrected gap interval (and of the uncorrected one)
     for the profile's true gap, when a judge with the given error rates judges each
     replication and its rates are estimated from a fresh validation sample of
@@ -209,7 +210,7 @@ def simulate_corrected_gap(behaviors: Sequence[Behavior], pair: FramingPair, pro
         corrected.append(result.gap)
         covered += result.gap_ci[0] <= truth <= result.gap_ci[1]
 
-    def rate(count: int) -> dict:
+    def rate(count: int) -> dict[str, Any]:
         low, high = wilson_interval(count, reps)
         return {"rate": count / reps, "wilson_ci": [low, high], "count": count, "reps": reps}
 

@@ -10,11 +10,21 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from .. import __version__, stats  # stats loads its submodules on first use
 from ..errors import EvalkitError, InputError
 from ..options import COMMON, ENGINE, JUDGE, Option, engine_options
 from ..safety import redact_text, terminal_safe
+
+if TYPE_CHECKING:
+    from ..analysis import Thresholds
+    from ..datasets import Dataset
+    from ..engines.sim import SimProfile
+    from ..framings import FramingPair
+    from ..progress import LineProgress
+    from ..runs import RunResult
+    from ..suites import SessionConfig
 
 # the same choices as the shared option table (stats.CI_METHODS would load scipy for --help)
 CI_METHODS = next(o.choices for o in COMMON if o.dest == "ci_method")
@@ -46,26 +56,31 @@ def _table(text: str, option: str) -> tuple[int, int, int, int]:
         raise InputError(f"expected four non-negative integers A,B,C,D, got {text!r}", option=option)
     if sum(cells) == 0:
         raise InputError("the table is empty (n = 0)", option=option)
-    return cells  # type: ignore[return-value]
+    return cells
 
 
 # ---------------------------------------------------------------- commands
 
 
-def _run_line(result) -> str:
+def _run_line(result: RunResult) -> str:
     """What happened to a run: new, resumed or reused, and how many requests were generated."""
     from ..progress import outcome
 
     return f"run {result.run_dir} ({outcome(result)})"
 
 
-def _progress(enabled_live: bool):
+def _progress(enabled_live: bool) -> LineProgress:
     """Progress on stderr: a live line on a terminal (or with --progress), and each run's outcome."""
     from ..progress import LineProgress, line_writer
 
-    return LineProgress(line_writer(sys.stderr.write, sys.stderr.flush), live=enabled_live,
+    stream = sys.stderr
+
+    def write(text: str) -> None:
+        stream.write(text)
+
+    return LineProgress(line_writer(write, stream.flush), live=enabled_live,
                         interval=float("inf") if not enabled_live else None,
-                        finished=lambda plan, result: None if result is None else _run_line(result))
+                        finished=lambda plan, result: None if result is None else _run_line(cast("RunResult", result)))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -99,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_protocol(config, args):
+def _with_protocol(config: SessionConfig, args: argparse.Namespace) -> SessionConfig:
     """`evalkit run` executes one protocol: an ad-hoc suite with this run's settings."""
     import dataclasses
 
@@ -110,7 +125,7 @@ def _with_protocol(config, args):
     return dataclasses.replace(config, suites=(), custom_suite=suite, session_id=uuid.uuid4().hex)
 
 
-def _strictly_between_0_and_1(*flag_values) -> None:
+def _strictly_between_0_and_1(*flag_values: tuple[str, float | None]) -> None:
     """Range checks of the stats options, so a bad value is an error naming the option."""
     from ..suites import in_range
     for flag, value in flag_values:
@@ -243,7 +258,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulate_corrected_gap(args, dataset, pair, profile, thresholds, protocol, batch_size) -> int:
+def _simulate_corrected_gap(args: argparse.Namespace, dataset: Dataset, pair: FramingPair, profile: SimProfile,
+                            thresholds: Thresholds, protocol: str, batch_size: int) -> int:
     """``evalkit simulate --judge-sensitivity SE --judge-specificity SP``: coverage of the
     misclassification-corrected gap interval for the profile's true gap."""
     from ..simulate import simulate_corrected_gap
@@ -526,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        return int(args.func(args))
     except EvalkitError as exc:
         _error(str(exc))
         return exc.exit_code

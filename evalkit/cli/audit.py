@@ -126,7 +126,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     add_judge_option_arguments(parser)
 
 
-def add_audit_commands(subparsers) -> None:
+def add_audit_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``evalkit audit sample`` and ``evalkit audit score`` (see the module docstring)."""
     audit = subparsers.add_parser("audit", help="human audit of the judges: blinded sample, then scores")
     commands = audit.add_subparsers(dest="audit_command", required=True)

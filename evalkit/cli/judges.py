@@ -51,7 +51,7 @@ def cmd_judges_agree(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_judge_commands(subparsers) -> None:
+def add_judge_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``evalkit judges agree RUN_DIR --judges a,b,c``: re-judge stored generations (cached in
     the run's verdicts/) and print pairwise kappa, confusion matrices and disagreements.
     ``evalkit judges score FILE``: judges against human labels (``evalkit.scoring``)."""

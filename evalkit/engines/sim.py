@@ -37,11 +37,12 @@ from __future__ import annotations
 import hashlib
 import time
 import tomllib
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Hashable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.special import ndtri
@@ -84,7 +85,7 @@ class SimProfile:
             return self.private_training_trace_rate
         return self.training_trace_rate
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         # an unset private rate is left out, so profiles that do not use it keep their identity
         out = {k: v for k, v in self.__dict__.items() if k != "path"
                and not (k == "private_training_trace_rate" and v is None)}
@@ -131,7 +132,7 @@ def parse_profile(text: str, path: str) -> SimProfile:
         raise ConfigError(f"unknown key {sorted(unknown)[0]!r} in [profile]", file=path)
     if not isinstance(table.get("id"), str) or not table["id"]:
         raise ConfigError("[profile].id must be a non-empty string", file=path)
-    values: dict = {"id": table["id"], "description": str(table.get("description", "")), "path": path}
+    values: dict[str, Any] = {"id": table["id"], "description": str(table.get("description", "")), "path": path}
     for key in _FLOAT_KEYS:
         if key in table:
             value = table[key]
@@ -184,7 +185,7 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def mix(*parts) -> np.ndarray:
+def mix(*parts: int | np.integer[Any] | np.ndarray) -> np.ndarray:
     """Combine seeds and keys (ints or uint64 arrays) into well-mixed uint64 values."""
     with np.errstate(over="ignore"):
         state = np.zeros(1, dtype=np.uint64)
@@ -198,27 +199,29 @@ def to_uniform(x: np.ndarray) -> np.ndarray:
 
 
 def to_normal(x: np.ndarray) -> np.ndarray:
-    return ndtri(to_uniform(x))
+    normal: np.ndarray = ndtri(to_uniform(x))
+    return normal
 
 
 TAG_LATENT, TAG_CONTENT, TAG_BATCH, TAG_ERROR, TAG_TEXT = (key64(t) for t in
                                                            ("latent", "content", "batch", "error", "text"))
 
 
-def refusal_logits(profile: SimProfile, seed: int, behavior_keys, category_offsets, private,
-                   seen, prompt_keys, batch_keys, batch_sizes) -> np.ndarray:
+def refusal_logits(profile: SimProfile, seed: int, behavior_keys: np.ndarray, category_offsets: np.ndarray,
+                   private: np.ndarray | Sequence[bool], seen: np.ndarray | Sequence[bool], prompt_keys: np.ndarray,
+                   batch_keys: np.ndarray, batch_sizes: np.ndarray) -> np.ndarray:
     """The refusal log-odds of the latent model, vectorized over requests."""
-    seed = np.uint64(seed & 0xFFFFFFFFFFFFFFFF)
+    seed64 = np.uint64(seed & 0xFFFFFFFFFFFFFFFF)
     latent = profile.base + np.asarray(category_offsets) + profile.spread * to_normal(
-        mix(seed, TAG_LATENT, behavior_keys))
+        mix(seed64, TAG_LATENT, behavior_keys))
     logits = latent + profile.framing_shift * np.asarray(private, dtype=float) \
         + profile.state_shift * np.asarray(seen, dtype=float)
     if profile.content_noise:
-        logits = logits + profile.content_noise * to_normal(mix(seed, TAG_CONTENT, prompt_keys))
+        logits = logits + profile.content_noise * to_normal(mix(seed64, TAG_CONTENT, prompt_keys))
     if profile.batch_noise:
         shared = np.asarray(batch_sizes) > 1  # a request alone in its batch has no co-batch noise
         logits = logits + profile.batch_noise * shared * to_normal(
-            mix(seed, TAG_BATCH, batch_keys, prompt_keys))
+            mix(seed64, TAG_BATCH, batch_keys, prompt_keys))
     return logits
 
 
@@ -408,7 +411,7 @@ class SimEngine(BaseEngine):
         load_profile(config.model)
 
     @classmethod
-    def identity(cls, config: EngineConfig) -> dict:
+    def identity(cls, config: EngineConfig) -> dict[str, Any]:
         return {"sim_model_version": SIM_MODEL_VERSION, "profile": load_profile(config.model).describe()}
 
     def reset(self) -> None:
@@ -419,8 +422,9 @@ class SimEngine(BaseEngine):
         """Rebuild session state from requests already answered (on resume)."""
         self._seen.update(r.behavior_id for r in requests)
 
-    def describe(self) -> dict:
-        return {"engine": "sim", "sim_model_version": SIM_MODEL_VERSION, "profile": self.profile.id, "profile_source": self.profile.path,
+    def describe(self) -> dict[str, Any]:
+        return {"engine": "sim", "sim_model_version": SIM_MODEL_VERSION, "profile": self.profile.id,
+                "profile_source": self.profile.path,
                 "profile_settings": self.profile.describe(), "seed": self.seed,
                 "max_tokens": self.config.max_tokens, "temperature": self.config.temperature}
 
