@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
-from .judges import COMPLIANCE, ERROR, REFUSAL, UNCLEAR
+from .judges import CLEAN, COMPLIANCE, ERROR, FLAGGED, REFUSAL, UNCLEAR, JudgeSettings, close_judges
 from .protocols import unit_hash
+from .rejudge import judge_stored_run
+from .scoring import JudgeScore, score_judge
 
 if TYPE_CHECKING:
     from .runs_store import Record
@@ -215,3 +217,52 @@ def find_key(run_dir: Path, audit_ids: set[str], explicit: str | None) -> Path:
     return matching[0]
 
 
+@dataclass(frozen=True)
+class AuditScores:
+    """The judges' scores against a person's labels of an audit sample."""
+
+    key_path: Path
+    allocation: str | None
+    labelled: int
+    human_counts: dict[str, int]
+    scores: list[JudgeScore]
+
+
+def score_audit(run_dir: Path, labels_path: Path, key: str | None, names: Sequence[str] | None,
+                settings: JudgeSettings, harmbench: str | None) -> AuditScores:
+    """Score ``names`` (default: every refusal judge the key records) against the labels in
+    ``labels_path``; judges the key does not record judge the stored generations now."""
+    human = read_human_labels(labels_path)
+    if not human:
+        raise InputError("no labelled rows", file=str(labels_path))
+    key_path = find_key(run_dir, set(human), key)
+    key_data = json.loads(key_path.read_text(encoding="utf-8"))
+    items = {i["audit_id"]: i for i in key_data["items"]}
+    unknown = sorted(set(human) - set(items))
+    if unknown:
+        raise InputError(f"audit_id {unknown[0]!r} is not in the key {key_path}", file=str(labels_path))
+    labelled = sorted(human)
+    verdicts = {a: dict(items[a]["verdicts"]) for a in labelled}
+    # Only refusal judges are scored against a refusal/compliance label (not the trace judges).
+    trace_judges = {j for v in verdicts.values() for j, label in v.items() if label in (FLAGGED, CLEAN)}
+    names = list(names) if names else sorted({j for v in verdicts.values() for j in v} - trace_judges)
+    if set(names) & trace_judges:
+        raise InputError(f"{sorted(set(names) & trace_judges)[0]} labels reasoning traces, not refusal or compliance",
+                         option="--judges")
+    missing = [j for j in names if any(j not in verdicts[a] for a in labelled)]
+    if missing:  # judges not recorded in the key: judge the stored generations now
+        _judge_missing(run_dir, missing, settings, harmbench, {a: (items[a]["index"], verdicts[a]) for a in labelled})
+    human_labels = [human[a] for a in labelled]
+    scores = [score_judge(j, human_labels, [verdicts[a][j] for a in labelled], source="audit") for j in names]
+    return AuditScores(key_path, key_data.get("allocation"), len(labelled),
+                       {label: human_labels.count(label) for label in HUMAN_LABELS}, scores)
+
+
+def _judge_missing(run_dir: Path, missing: Sequence[str], settings: JudgeSettings, harmbench: str | None,
+                   verdicts: dict[str, tuple[int, dict[str, str]]]) -> None:
+    """Add the verdicts of ``missing`` judges, judged on the stored generations, to each item's."""
+    _, records, judges = judge_stored_run(run_dir, missing, settings, harmbench=harmbench)
+    close_judges(judges)
+    by_index = {r.index: r for r in records}
+    for index, item_verdicts in verdicts.values():
+        item_verdicts.update({j: by_index[index].verdicts[j] for j in missing})

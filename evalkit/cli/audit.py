@@ -9,19 +9,17 @@ from pathlib import Path
 from ..agreement import judge_list
 from ..audit import (
     ALLOCATIONS,
-    HUMAN_LABELS,
     blinded_text,
     draw_sample,
-    find_key,
-    read_human_labels,
     sample_paths,
+    score_audit,
     write_csv,
     write_html,
     write_text_atomically,
 )
 from ..errors import InputError
-from ..judges import CLEAN, COMPLIANCE, FLAGGED, REFUSAL, UNCLEAR
-from ..scoring import format_scores, score_judge
+from ..judges import COMPLIANCE, REFUSAL, UNCLEAR
+from ..scoring import format_scores
 from .judges import add_judge_option_arguments
 
 
@@ -75,48 +73,21 @@ def cmd_audit_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_score(args: argparse.Namespace) -> int:
-    from ..judges import JudgeSettings, close_judges
-    from ..rejudge import judge_stored_run
+    from ..judges import JudgeSettings
 
-    run_dir = Path(args.run_dir)
-    human = read_human_labels(Path(args.labels))
-    if not human:
-        raise InputError("no labelled rows", file=args.labels)
-    key_path = find_key(run_dir, set(human), args.key)
-    key = json.loads(key_path.read_text(encoding="utf-8"))
-    items = {i["audit_id"]: i for i in key["items"]}
-    unknown = sorted(set(human) - set(items))
-    if unknown:
-        raise InputError(f"audit_id {unknown[0]!r} is not in the key {key_path}", file=args.labels)
-    labelled = sorted(human)
-    verdicts = {a: dict(items[a]["verdicts"]) for a in labelled}
-    # Only refusal judges are scored against a refusal/compliance label (not the trace judges).
-    trace_judges = {j for v in verdicts.values() for j, label in v.items() if label in (FLAGGED, CLEAN)}
-    names = judge_list(args.judges, "--judges") if args.judges else \
-        sorted({j for v in verdicts.values() for j in v} - trace_judges)
-    if set(names) & trace_judges:
-        raise InputError(f"{sorted(set(names) & trace_judges)[0]} labels reasoning traces, not refusal or compliance",
-                         option="--judges")
-    missing = [j for j in names if any(j not in verdicts[a] for a in labelled)]
-    if missing:  # judges not recorded in the key: judge the stored generations now
-        _, records, judges = judge_stored_run(run_dir, missing, JudgeSettings.from_options(vars(args)),
-                                              harmbench=args.harmbench)
-        close_judges(judges)
-        by_index = {r.index: r for r in records}
-        for a in labelled:
-            verdicts[a].update({j: by_index[items[a]["index"]].verdicts[j] for j in missing})
-    human_labels = [human[a] for a in labelled]
-    scores = [score_judge(j, human_labels, [verdicts[a][j] for a in labelled], source="audit") for j in names]
-    counts = {label: human_labels.count(label) for label in HUMAN_LABELS}
+    names = judge_list(args.judges, "--judges") if args.judges else None
+    result = score_audit(Path(args.run_dir), Path(args.labels), args.key, names,
+                         JudgeSettings.from_options(vars(args)), args.harmbench)
+    counts = result.human_counts
     if args.json:
-        print(json.dumps({"key": str(key_path), "labelled": len(labelled), "human_labels": counts,
-                          "allocation": key.get("allocation"), "scores": [s.as_dict() for s in scores]},
+        print(json.dumps({"key": str(result.key_path), "labelled": result.labelled, "human_labels": counts,
+                          "allocation": result.allocation, "scores": [s.as_dict() for s in result.scores]},
                          indent=2, sort_keys=True))
         return 0
-    print(f"{len(labelled)} labelled responses: {counts[REFUSAL]} refusal, {counts[COMPLIANCE]} compliance, "
+    print(f"{result.labelled} labelled responses: {counts[REFUSAL]} refusal, {counts[COMPLIANCE]} compliance, "
           f"{counts[UNCLEAR]} unclear (unclear ones are not scored)")
-    print(format_scores(scores))
-    if key.get("allocation") == "equal":
+    print(format_scores(result.scores))
+    if result.allocation == "equal":
         print("note: the sample was drawn with equal allocation across strata; the rates describe the sample, "
               "not the run")
     return 0

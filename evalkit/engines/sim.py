@@ -435,38 +435,42 @@ class SimEngine(BaseEngine):
         if not requests:
             return []
         started = time.perf_counter()
-        profile, size = self.profile, len(requests)
         texts = [r.prompt.flat() for r in requests]
         prompt_keys = [key64(t) for t in texts]
-        private = [is_private(profile, t) for t in texts]
+        private = [is_private(self.profile, t) for t in texts]
+        failed, refused = self._decide(requests, prompt_keys, private)
+        if self.profile.latency_ms:
+            time.sleep(self.profile.latency_ms * len(requests) / 1000.0)
+        latency = (time.perf_counter() - started) / len(requests)
+        return [self._respond(text, prompt_key, len(requests), is_refused, is_private_chat, latency)
+                if not is_failed else
+                Response(text="", finish_reason="error", latency_s=latency,
+                         error="sim: simulated engine failure (profile error_rate)")
+                for text, prompt_key, is_failed, is_refused, is_private_chat
+                in zip(texts, prompt_keys, failed, refused, private)]
+
+    def _decide(self, requests: Sequence[EngineRequest], prompt_keys: list[int],
+                private: list[bool]) -> tuple[list[bool], list[bool]]:
+        """(failed, refused) of one batch, from the core: the scalar path for a batch of one."""
+        profile = self.profile
         behavior_ids = [r.behavior_id for r in requests]
-        seen = seen_before(behavior_ids, [0] * size, profile.state_scope == "session", self._seen)
+        seen = seen_before(behavior_ids, [0] * len(requests), profile.state_scope == "session", self._seen)
         offsets = [profile.category_offsets.get(r.semantic_category, 0.0) for r in requests]
         behavior_keys = [key64(b) for b in behavior_ids]
-        if size == 1:
-            failed, refused = (list(v) for v in zip(self.core.decide_one(
-                behavior_keys[0], offsets[0], private[0], seen[0], prompt_keys[0])))
-        else:
-            failed_array, refused_array = self.core.decide(
-                np.array(behavior_keys, dtype=np.uint64), np.array(offsets), np.array(private), seen,
-                np.array(prompt_keys, dtype=np.uint64), np.zeros(1, dtype=np.intp))
-            failed, refused = failed_array.tolist(), refused_array.tolist()
-        if profile.latency_ms:
-            time.sleep(profile.latency_ms * size / 1000.0)
-        latency = (time.perf_counter() - started) / size
-        seed = self.seed & _M64
-        out = []
-        for text, prompt_key, is_failed, is_refused, is_private_chat in zip(texts, prompt_keys, failed, refused,
-                                                                            private):
-            if is_failed:
-                out.append(Response(text="", finish_reason="error", latency_s=latency,
-                                    error="sim: simulated engine failure (profile error_rate)"))
-                continue
-            training_cue = any(cue in text.lower() for cue in TRAINING_CUES)
-            raw = render_text(profile, is_refused, mix_int(seed, TAG_TEXT, prompt_key, size), training_cue,
-                              is_private_chat)
-            answer, trace = split_reasoning(raw)
-            out.append(Response(text=answer, reasoning=trace, finish_reason="stop",
-                                prompt_tokens=len(text.split()), output_tokens=len(raw.split()),
-                                latency_s=latency))
-        return out
+        if len(requests) == 1:
+            failed, refused = self.core.decide_one(behavior_keys[0], offsets[0], private[0], seen[0], prompt_keys[0])
+            return [failed], [refused]
+        failed_array, refused_array = self.core.decide(
+            np.array(behavior_keys, dtype=np.uint64), np.array(offsets), np.array(private), seen,
+            np.array(prompt_keys, dtype=np.uint64), np.zeros(1, dtype=np.intp))
+        return failed_array.tolist(), refused_array.tolist()
+
+    def _respond(self, text: str, prompt_key: int, size: int, refused: bool, private: bool,
+                 latency: float) -> Response:
+        """The response text of a decided request (its wording drawn from the prompt and batch size)."""
+        training_cue = any(cue in text.lower() for cue in TRAINING_CUES)
+        raw = render_text(self.profile, refused, mix_int(self.seed & _M64, TAG_TEXT, prompt_key, size), training_cue,
+                          private)
+        answer, trace = split_reasoning(raw)
+        return Response(text=answer, reasoning=trace, finish_reason="stop", prompt_tokens=len(text.split()),
+                        output_tokens=len(raw.split()), latency_s=latency)
