@@ -173,18 +173,23 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_payload(payload: dict[str, object], as_json: bool) -> int:
+    """A statistics result: JSON, or one ``key: value`` line per field."""
+    if as_json:
+        print(json.dumps(payload, indent=2, sort_keys=True))
+    else:
+        for key, value in payload.items():
+            print(f"{key:>24}: {value}")
+    return 0
+
+
 def cmd_stats_paired(args: argparse.Namespace) -> int:
     _strictly_between_0_and_1(("--alpha", args.alpha), ("--margin", args.margin))
     a, b, c, d = _table(args.table, "--table")
     result = stats.paired_analysis(stats.PairedTable(a, b, c, d), ci_method=args.ci_method, alpha=args.alpha,
                                    margin=args.margin)
     payload = result.as_dict()
-    if args.json:
-        print(json.dumps(payload, indent=2, sort_keys=True))
-    else:
-        for key, value in payload.items():
-            print(f"{key:>24}: {value}")
-    return 0
+    return _print_payload(payload, args.json)
 
 
 def cmd_stats_crossover(args: argparse.Namespace) -> int:
@@ -192,12 +197,7 @@ def cmd_stats_crossover(args: argparse.Namespace) -> int:
     free_first = stats.PairedTable(*_table(args.free_first, "--free-first"))
     paid_first = stats.PairedTable(*_table(args.paid_first, "--paid-first"))
     payload = stats.crossover_analysis(free_first, paid_first, alpha=args.alpha).as_dict()
-    if args.json:
-        print(json.dumps(payload, indent=2, sort_keys=True))
-    else:
-        for key, value in payload.items():
-            print(f"{key:>24}: {value}")
-    return 0
+    return _print_payload(payload, args.json)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
