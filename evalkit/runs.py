@@ -125,12 +125,7 @@ def execute(
         manifest = _existing_manifest(job)
         if manifest is None or manifest["status"] != COMPLETE:
             return _resume(job, manifest)
-        records = read_run_records(run_dir, manifest)
-        _check_complete(records, spec, run_dir)
-        failed = sorted({r.batch for r in records if r.response.error is not None})
-        if not failed or _retried_in_this_session(manifest, session_id):
-            return _reuse(job, manifest, records)
-        return _retry(job, manifest, records, failed)
+        return _reuse_or_retry(job, manifest)
 
 
 # ---------------------------------------------------------------- the steps
@@ -161,6 +156,16 @@ def _existing_manifest(job: RunJob) -> Manifest | None:
             f"{job.run_dir} holds a run with a different specification (fields differ: {', '.join(differing)}); "
             "use another results directory or --fresh")
     return manifest
+
+
+def _reuse_or_retry(job: RunJob, manifest: Manifest) -> RunResult:
+    """A complete run: reused, unless requests failed and this session has not retried them yet."""
+    records = read_run_records(job.run_dir, manifest)
+    _check_complete(records, job.spec, job.run_dir)
+    failed = sorted({r.batch for r in records if r.response.error is not None})
+    if not failed or _retried_in_this_session(manifest, job.session_id):
+        return _reuse(job, manifest, records)
+    return _retry(job, manifest, records, failed)
 
 
 def _retried_in_this_session(manifest: Manifest, session_id: str | None) -> bool:
