@@ -9,17 +9,18 @@ never response text.
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
 from .judges import ERROR, LABELS, NOT_APPLICABLE
 from .stats import ConfusionMatrix, Kappa, cohen_kappa, cohen_kappa_labels  # noqa: F401  (re-exported: stats lives in stats/)
+
+if TYPE_CHECKING:
+    from .runs_store import Record
 
 EXCLUDED = (ERROR, NOT_APPLICABLE)  # not a judgement: left out of kappa
 
@@ -35,7 +36,7 @@ class PairAgreement:
     matrix: ConfusionMatrix
     excluded: int
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"judge_a": self.judge_a, "judge_b": self.judge_b, "excluded": self.excluded,
                 **(self.kappa.as_dict() if self.kappa else {"kappa": None, "n": 0}), "matrix": self.matrix.as_dict()}
 
@@ -60,14 +61,14 @@ class AgreementReport:
     def disagreeing_behaviors(self) -> list[str]:
         return list(dict.fromkeys(d.behavior_id for d in self.disagreements))
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"judges": list(self.judges), "n_items": self.n_items, "pairs": [p.as_dict() for p in self.pairs],
                 "label_counts": self.label_counts, "disagreeing_behaviors": self.disagreeing_behaviors,
                 "disagreements": [{"index": d.index, "behavior_id": d.behavior_id, "slot": d.slot,
                                    "labels": dict(zip(self.judges, d.labels))} for d in self.disagreements]}
 
 
-def agreement(records, judge_names: Sequence[str]) -> AgreementReport:
+def agreement(records: Sequence[Record], judge_names: Sequence[str]) -> AgreementReport:
     """Pairwise agreement of ``judge_names`` over ``records`` (each holding their verdicts)."""
     if len(judge_names) < 2:
         raise ValueError("agreement needs at least two judges")
@@ -119,23 +120,6 @@ def format_report(report: AgreementReport, max_listed: int = 50) -> str:
 # ---------------------------------------------------------------- commands
 
 
-def add_judge_option_arguments(parser: argparse.ArgumentParser, harmbench: bool = True) -> None:
-    """The JUDGE options (model-judge engine, model, options; the vote) and --harmbench."""
-    from .options import JUDGE
-    for option in JUDGE:
-        kwargs: dict[str, Any] = {"dest": option.dest, "help": option.help, "default": option.default}
-        if option.action:
-            kwargs["action"] = option.action
-        if option.choices:
-            kwargs["choices"] = option.choices
-        parser.add_argument(option.flag, **kwargs)
-    if not harmbench:
-        return
-    parser.add_argument("--harmbench", default=None,
-                        help="HarmBench CSV (or its directory) for model judges; default: the path the run's "
-                             "manifest records, then $EVALKIT_HARMBENCH")
-
-
 def judge_list(text: str, option: str) -> list[str]:
     from .errors import InputError
     names = [n.strip() for n in text.split(",") if n.strip()]
@@ -143,47 +127,4 @@ def judge_list(text: str, option: str) -> list[str]:
         raise InputError(f"a judge is listed twice in {text!r}", option=option)
     return names
 
-
-def cmd_judges_agree(args: argparse.Namespace) -> int:
-    from .errors import InputError
-    from .judges import JudgeSettings, build_judges, close_judges, positive_label
-    from .judges.stored import judge_stored_run
-
-    names = judge_list(args.judges, "--judges")
-    if len(names) < 2:
-        raise InputError("give at least two judges, e.g. --judges refusal,seed", option="--judges")
-    settings = JudgeSettings.from_options(vars(args))
-    kinds = {positive_label(j) for j in build_judges(names, settings, behaviors={})}
-    if len(kinds) > 1:  # e.g. refusal judges and trace judges label different things
-        raise InputError(f"these judges do not label the same thing (outcomes {', '.join(sorted(kinds))}); "
-                         "compare refusal judges with refusal judges, trace judges with trace judges",
-                         option="--judges")
-    _, records, judges = judge_stored_run(args.run_dir, names, settings, harmbench=args.harmbench)
-    try:
-        report = agreement(records, names)
-    finally:
-        close_judges(judges)
-    print(json.dumps(report.as_dict(), indent=2, sort_keys=True) if args.json
-          else format_report(report, args.max_listed))
-    return 0
-
-
-def add_judge_commands(subparsers) -> None:
-    """``evalkit judges agree RUN_DIR --judges a,b,c``: re-judge stored generations (cached in
-    the run's verdicts/) and print pairwise kappa, confusion matrices and disagreements.
-    ``evalkit judges score FILE``: judges against human labels (``evalkit.scoring``)."""
-    from .scoring import add_score_command
-
-    judges = subparsers.add_parser("judges", help="judges: agreement on stored generations; accuracy against "
-                                   "human labels")
-    commands = judges.add_subparsers(dest="judges_command", required=True)
-    agree = commands.add_parser("agree", help="pairwise Cohen's kappa, confusion matrices and the behaviors where "
-                                "judges disagree, on a run's stored generations (ids and numbers only)")
-    agree.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (results/runs/...)")
-    agree.add_argument("--judges", required=True, help="comma-separated judges, e.g. refusal,seed,harmbench-cls")
-    agree.add_argument("--json", action="store_true", help="print the full report as JSON")
-    agree.add_argument("--max-listed", type=int, default=50, help="disagreements listed in the table (default 50)")
-    add_judge_option_arguments(agree)
-    agree.set_defaults(func=cmd_judges_agree)
-    add_score_command(commands, lambda parser: add_judge_option_arguments(parser, harmbench=False))
 

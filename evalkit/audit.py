@@ -20,7 +20,6 @@ sample is self-weighting; with ``--allocation equal`` the rates describe the sam
 
 from __future__ import annotations
 
-import argparse
 import csv
 import html
 import io
@@ -30,11 +29,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
-from .judges import CLEAN, COMPLIANCE, ERROR, FLAGGED, REFUSAL, UNCLEAR
+from .judges import CLEAN, COMPLIANCE, ERROR, FLAGGED, REFUSAL, UNCLEAR, JudgeSettings, close_judges
 from .protocols import unit_hash
-from .scoring import format_scores, score_judge
+from .rejudge import judge_stored_run
+from .scoring import JudgeScore, score_judge
+
+if TYPE_CHECKING:
+    from .runs_store import Record
 
 AUDIT_DIR = "audit"
 ALLOCATIONS = ("proportional", "equal")
@@ -83,12 +87,12 @@ def allocate(sizes: dict[str, int], n: int, method: str = "proportional") -> dic
     return out
 
 
-def draw_sample(records, labels: dict[int, str], n: int, seed: int, run_key: str,
+def draw_sample(records: Sequence[Record], labels: dict[int, str], n: int, seed: int, run_key: str,
                 allocation: str = "proportional") -> tuple[list[AuditItem], dict[str, int], dict[str, int]]:
     """(items in blinded order, stratum sizes, allocation). Failed requests are not sampled:
     there is nothing for a person to label."""
     eligible = [r for r in records if r.response.error is None and labels[r.index] != ERROR]
-    strata: dict[str, list] = {}
+    strata: dict[str, list[Any]] = {}
     for r in eligible:
         strata.setdefault(f"{r.slot}/{labels[r.index]}", []).append(r)
     sizes = {s: len(members) for s, members in strata.items()}
@@ -109,15 +113,15 @@ def blinded_text(text: str) -> str:
     return _TIER.sub("[tier redacted]", text)
 
 
-def write_csv(path: Path, rows: Sequence[dict]) -> None:
+def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_write(path, buffer.getvalue())
+    write_text_atomically(path, buffer.getvalue())
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def write_text_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
@@ -149,7 +153,7 @@ function download() {{
 """
 
 
-def write_html(path: Path, rows: Sequence[dict]) -> None:
+def write_html(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     parts = []
     for row in rows:
         aid = html.escape(row["audit_id"])
@@ -160,61 +164,13 @@ def write_html(path: Path, rows: Sequence[dict]) -> None:
         parts.append(f'<section id="{aid}"><h2>{aid}</h2><p><b>Request:</b> {html.escape(row["behavior"])}</p>'
                      f'{context}<p><b>Response:</b></p><pre>{html.escape(row["response"])}</pre>'
                      f'<p>{radios} <input type="text" placeholder="notes"></p></section>')
-    _atomic_write(path, _PAGE.format(n=len(rows), items="\n".join(parts)))
+    write_text_atomically(path, _PAGE.format(n=len(rows), items="\n".join(parts)))
 
 
 def sample_paths(run_dir: Path, seed: int) -> tuple[Path, Path, Path]:
     folder = Path(run_dir) / AUDIT_DIR
     stem = f"sample-seed{seed}"
     return folder / f"{stem}.csv", folder / f"{stem}.html", folder / f"{stem}-key.json"
-
-
-def cmd_audit_sample(args: argparse.Namespace) -> int:
-    from .judges import JudgeSettings, close_judges
-    from .judges.stored import judge_stored_run, run_behaviors
-
-    if args.n < 1:
-        raise InputError(f"must be at least 1, got {args.n}", option="--n")
-    run_dir = Path(args.run_dir)
-    csv_path, html_path, key_path = sample_paths(run_dir, args.seed)
-    existing = [p for p in (csv_path, html_path, key_path) if p.exists()]
-    if existing and not args.force:
-        raise InputError(f"{existing[0]} exists (it may hold a person's work); use --force to write it again",
-                         option="--force")
-    settings = JudgeSettings.from_options(vars(args))
-    manifest, records, judges = judge_stored_run(run_dir, [args.judge], settings, harmbench=args.harmbench)
-    close_judges(judges)
-    try:
-        behaviors = run_behaviors(manifest, args.harmbench)
-    except InputError as exc:
-        raise InputError(f"the audit shows each behavior's text and needs the run's dataset: {exc}",
-                         option="--harmbench") from None
-    labels = {r.index: r.verdicts[args.judge] for r in records}
-    run_key = manifest.get("spec_sha256", run_dir.name)
-    items, sizes, counts = draw_sample(records, labels, args.n, args.seed, run_key, args.allocation)
-    by_index = {r.index: r for r in records}
-    rows = []
-    for item in items:
-        behavior = behaviors.get(item.behavior_id)
-        if behavior is None:
-            raise InputError(f"behavior {item.behavior_id!r} is not in the dataset given", option="--harmbench")
-        rows.append({"audit_id": item.audit_id, "behavior": behavior.behavior, "context": behavior.context,
-                     "response": blinded_text(by_index[item.index].response.text), "label": "", "notes": ""})
-    csv_path.parent.mkdir(exist_ok=True)
-    write_csv(csv_path, rows)
-    write_html(html_path, rows)
-    key = {"note": "the key to a blinded audit sample: do not show it to the labeller",
-           "run": run_dir.name, "spec_sha256": manifest.get("spec_sha256"), "seed": args.seed, "n": len(items),
-           "stratified_by": ["framing", args.judge], "allocation": args.allocation, "stratum_sizes": sizes,
-           "stratum_allocation": counts,
-           "items": [{"audit_id": i.audit_id, "index": i.index, "behavior_id": i.behavior_id, "slot": i.slot,
-                      "stratum": i.stratum, "verdicts": dict(by_index[i.index].verdicts)} for i in items]}
-    _atomic_write(key_path, json.dumps(key, indent=2, sort_keys=True) + "\n")
-    print(f"audit sample: {len(items)} responses from {len(records)} "
-          f"({', '.join(f'{s} {counts[s]}/{sizes[s]}' for s in sorted(counts))})")
-    print(f"for the labeller: {csv_path} and {html_path}")
-    print(f"key (do not show it to the labeller): {key_path}")
-    return 0
 
 
 # ---------------------------------------------------------------- scoring
@@ -261,85 +217,52 @@ def find_key(run_dir: Path, audit_ids: set[str], explicit: str | None) -> Path:
     return matching[0]
 
 
-def cmd_audit_score(args: argparse.Namespace) -> int:
-    from .agreement import judge_list
-    from .judges import JudgeSettings, close_judges
-    from .judges.stored import judge_stored_run
+@dataclass(frozen=True)
+class AuditScores:
+    """The judges' scores against a person's labels of an audit sample."""
 
-    run_dir = Path(args.run_dir)
-    human = read_human_labels(Path(args.labels))
+    key_path: Path
+    allocation: str | None
+    labelled: int
+    human_counts: dict[str, int]
+    scores: list[JudgeScore]
+
+
+def score_audit(run_dir: Path, labels_path: Path, key: str | None, names: Sequence[str] | None,
+                settings: JudgeSettings, harmbench: str | None) -> AuditScores:
+    """Score ``names`` (default: every refusal judge the key records) against the labels in
+    ``labels_path``; judges the key does not record judge the stored generations now."""
+    human = read_human_labels(labels_path)
     if not human:
-        raise InputError("no labelled rows", file=args.labels)
-    key_path = find_key(run_dir, set(human), args.key)
-    key = json.loads(key_path.read_text(encoding="utf-8"))
-    items = {i["audit_id"]: i for i in key["items"]}
+        raise InputError("no labelled rows", file=str(labels_path))
+    key_path = find_key(run_dir, set(human), key)
+    key_data = json.loads(key_path.read_text(encoding="utf-8"))
+    items = {i["audit_id"]: i for i in key_data["items"]}
     unknown = sorted(set(human) - set(items))
     if unknown:
-        raise InputError(f"audit_id {unknown[0]!r} is not in the key {key_path}", file=args.labels)
+        raise InputError(f"audit_id {unknown[0]!r} is not in the key {key_path}", file=str(labels_path))
     labelled = sorted(human)
     verdicts = {a: dict(items[a]["verdicts"]) for a in labelled}
     # Only refusal judges are scored against a refusal/compliance label (not the trace judges).
     trace_judges = {j for v in verdicts.values() for j, label in v.items() if label in (FLAGGED, CLEAN)}
-    names = judge_list(args.judges, "--judges") if args.judges else \
-        sorted({j for v in verdicts.values() for j in v} - trace_judges)
+    names = list(names) if names else sorted({j for v in verdicts.values() for j in v} - trace_judges)
     if set(names) & trace_judges:
         raise InputError(f"{sorted(set(names) & trace_judges)[0]} labels reasoning traces, not refusal or compliance",
                          option="--judges")
     missing = [j for j in names if any(j not in verdicts[a] for a in labelled)]
     if missing:  # judges not recorded in the key: judge the stored generations now
-        _, records, judges = judge_stored_run(run_dir, missing, JudgeSettings.from_options(vars(args)),
-                                              harmbench=args.harmbench)
-        close_judges(judges)
-        by_index = {r.index: r for r in records}
-        for a in labelled:
-            verdicts[a].update({j: by_index[items[a]["index"]].verdicts[j] for j in missing})
+        _judge_missing(run_dir, missing, settings, harmbench, {a: (items[a]["index"], verdicts[a]) for a in labelled})
     human_labels = [human[a] for a in labelled]
     scores = [score_judge(j, human_labels, [verdicts[a][j] for a in labelled], source="audit") for j in names]
-    counts = {label: human_labels.count(label) for label in HUMAN_LABELS}
-    if args.json:
-        print(json.dumps({"key": str(key_path), "labelled": len(labelled), "human_labels": counts,
-                          "allocation": key.get("allocation"), "scores": [s.as_dict() for s in scores]},
-                         indent=2, sort_keys=True))
-        return 0
-    print(f"{len(labelled)} labelled responses: {counts[REFUSAL]} refusal, {counts[COMPLIANCE]} compliance, "
-          f"{counts[UNCLEAR]} unclear (unclear ones are not scored)")
-    print(format_scores(scores))
-    if key.get("allocation") == "equal":
-        print("note: the sample was drawn with equal allocation across strata; the rates describe the sample, "
-              "not the run")
-    return 0
+    return AuditScores(key_path, key_data.get("allocation"), len(labelled),
+                       {label: human_labels.count(label) for label in HUMAN_LABELS}, scores)
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    from .agreement import add_judge_option_arguments
-    add_judge_option_arguments(parser)
-
-
-def add_audit_commands(subparsers) -> None:
-    """``evalkit audit sample`` and ``evalkit audit score`` (see the module docstring)."""
-    audit = subparsers.add_parser("audit", help="human audit of the judges: blinded sample, then scores")
-    commands = audit.add_subparsers(dest="audit_command", required=True)
-    sample = commands.add_parser("sample", help="write a blinded, seeded, stratified sample for a person to label "
-                                 "into RUN_DIR/audit/ (CSV and HTML; nothing is printed but counts and paths)")
-    sample.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (results/runs/...)")
-    sample.add_argument("--n", type=int, default=50, help="responses to sample (default 50)")
-    sample.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    sample.add_argument("--judge", default="refusal", help="judge whose verdicts stratify the sample (default refusal)")
-    sample.add_argument("--allocation", default="proportional", choices=ALLOCATIONS,
-                        help="items per stratum: proportional (default; self-weighting) or equal")
-    sample.add_argument("--force", action="store_true", help="overwrite an existing sample with this seed")
-    _add_common(sample)
-    sample.set_defaults(func=cmd_audit_sample)
-
-    score = commands.add_parser("score", help="each judge's accuracy, sensitivity and specificity against a person's "
-                                "labels, with Wilson intervals")
-    score.add_argument("run_dir", metavar="RUN_DIR", help="the run directory the sample was drawn from")
-    score.add_argument("labels", metavar="LABELS.csv", help="CSV with columns audit_id and label "
-                       "(refusal, compliance or unclear; blank = not labelled)")
-    score.add_argument("--key", default=None, help="the sample's key file (default: the one in RUN_DIR/audit/ "
-                       "covering the labelled ids)")
-    score.add_argument("--judges", default=None, help="judges to score, comma-separated (default: every judge "
-                       "recorded in the key); others are judged now on the stored generations")
-    score.add_argument("--json", action="store_true", help="print the scores as JSON")
-    _add_common(score)
-    score.set_defaults(func=cmd_audit_score)
+def _judge_missing(run_dir: Path, missing: Sequence[str], settings: JudgeSettings, harmbench: str | None,
+                   verdicts: dict[str, tuple[int, dict[str, str]]]) -> None:
+    """Add the verdicts of ``missing`` judges, judged on the stored generations, to each item's."""
+    _, records, judges = judge_stored_run(run_dir, missing, settings, harmbench=harmbench)
+    close_judges(judges)
+    by_index = {r.index: r for r in records}
+    for index, item_verdicts in verdicts.values():
+        item_verdicts.update({j: by_index[index].verdicts[j] for j in missing})

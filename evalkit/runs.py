@@ -1,512 +1,94 @@
-"""The run store: manifests, append-only records, resume, reuse and a lock for parallel workers.
+"""Executing a run, step by step: reuse, resume, retry, generate, judge.
 
-A run directory holds ``manifest.json`` (the full specification, its hash, status and
-provenance) and ``records.jsonl`` (one line per executed request, written in schedule
-order and handed to the operating system at every batch boundary, fsynced at the
-cadence of a ``SyncPolicy``). The specification's hash is the
-run's identity: a finished run with the same specification is reused instead of
-generating again; an unfinished one is resumed from its first incomplete batch.
-Re-judging stored generations writes a new verdict set under ``verdicts/``.
-
-Integrity is checked where every reader goes through (``load_run``, ``execute``): each
-record line carries a checksum of its own bytes, a complete run's manifest the sha256
-and count of its record log, and verdict labels must be known labels. A log edited,
-truncated or duplicated after the fact is refused, never read. Every file is written
-atomically (a unique temp file, fsynced, then renamed), every OSError or malformed file
-is a ``RunStoreError`` naming the file, and the lock is keyed on the real directory, so a
-path through a symlink takes the same lock.
+``execute`` makes sure the run of a specification is complete in the store and returns its
+records. Under the run's lock it takes one path: **reuse** a complete run (judging stored
+responses for judges added or changed since: ``evalkit.rejudge``), **retry** the batches of a
+complete run whose requests failed, or **resume** an unfinished (or new) run from its first
+incomplete batch; the **generate** step appends batches to the record log at the ``SyncPolicy``'s
+cadence. The store itself (records, manifests, checksums, the lock) is ``evalkit.runs_store``;
+its names are importable from here too, where the rest of evalkit has always found them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as _dt
 import errno
-import hashlib
-import json
 import os
-import re
-import subprocess
-import tempfile
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
-
-from filelock import FileLock
+from typing import Any
 
 from . import __version__
-from .engines import Engine, Response, engine_requests
-from .errors import ConfigError, RunStoreError
-from .judges import LABELS, Judge, judge_all
+from .engines import Engine, engine_requests
+from .errors import RunStoreError
+from .judges import Judge, judge_all
 from .protocols import Request, Schedule
-from .safety import ensure_within, path_component, redact, redact_error, redact_text
-
-MANIFEST, RECORDS, VERDICTS_DIR, LOCK = "manifest.json", "records.jsonl", "verdicts", ".lock"
-COMPLETE, RUNNING = "complete", "running"
-# 2: record format 2. Runs stored before it cannot be verified, so sessions do not reuse
-# them (a new identity, a new directory); reading one directly is a clear error.
-SPEC_VERSION = 2
-# 2: every record and verdict line carries a checksum; a complete manifest the log's sha256.
-RECORD_FORMAT = 2
-CHECKSUM = "checksum"
-UNTRUSTED = "the record log cannot be trusted"
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-class _Clock:
-    """``_now()`` for the record loop, where it runs twice per batch: one ``time.time()``
-    call, the date and time formatted once per second (same text as ``_now``)."""
-
-    def __init__(self) -> None:
-        self._second, self._prefix = -1, ""
-
-    def __call__(self) -> str:
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._prefix = _dt.datetime.fromtimestamp(second, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{self._prefix}.{min(999, int((now - second) * 1000)):03d}+00:00"
-
-
-_RECORD_CLOCK = _Clock()
-
-
-@dataclass(frozen=True)
-class SyncPolicy:
-    """When appended records are fsynced. Records reach the operating system at every
-    batch boundary whatever the policy (a killed process loses at most its batch in
-    flight); the policy bounds what a machine crash or power loss can take: the records
-    since the last sync. ``every-batch`` syncs at every batch boundary, ``every-N`` once
-    N records have accumulated, ``every-Tms`` once T milliseconds have passed (checked at
-    batch boundaries). Whatever is lost is regenerated on resume, from the first
-    incomplete batch, so the final records are the same either way."""
-
-    text: str = "every-1000ms"
-    records: int | None = None
-    seconds: float | None = 1.0
-
-    @classmethod
-    def parse(cls, text: str) -> "SyncPolicy":
-        value = str(text).strip().lower()
-        if value == "every-batch":
-            return cls("every-batch", records=1, seconds=None)
-        match = re.fullmatch(r"every-(\d+)(-?ms)?", value)
-        if not match or (not match.group(2) and int(match.group(1)) < 1):
-            raise ConfigError(f"expected every-batch, every-N (records, N >= 1) or every-Tms (milliseconds), "
-                              f"got {text!r}", option="--sync")
-        if match.group(2):
-            return cls(f"every-{int(match.group(1))}ms", records=None, seconds=int(match.group(1)) / 1000)
-        return cls(f"every-{int(match.group(1))}", records=int(match.group(1)), seconds=None)
-
-    def due(self, pending: int, since_s: float) -> bool:
-        """Whether to sync now, with ``pending`` records written since the last sync,
-        ``since_s`` seconds ago."""
-        if pending == 0:
-            return False
-        if self.records is not None:
-            return pending >= self.records
-        return since_s >= self.seconds
-
-
-DEFAULT_SYNC = SyncPolicy()
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
-def git_revision() -> str | None:
-    """The evalkit checkout's git revision, when it runs from one."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything that determines a run's generations. Its hash is the run's identity.
-
-    Paths are provenance, not identity: the same dataset file (by sha256) or framing
-    texts (by hash) at another path is the same experiment, so CI clones reuse runs.
-    """
-
-    model: str
-    engine: str
-    engine_config: dict
-    framing_set: str
-    framing_texts_sha256: str
-    pair: str
-    pair_kind: str
-    protocol: str
-    seed: int
-    batch_size: int
-    dataset_sha256: str
-    selection: str
-    n_behaviors: int
-    schedule_sha256: str
-    n_requests: int
-    spec_version: int = SPEC_VERSION
-
-    def identity(self) -> dict:
-        # credentials (a password in a base URL, a key) are not part of the experiment
-        return redact(dataclasses.asdict(self))
-
-    def sha256(self) -> str:
-        return hashlib.sha256(canonical_json(self.identity()).encode()).hexdigest()
-
-    def differences(self, other: dict) -> list[str]:
-        mine = self.identity()
-        keys = sorted(set(mine) | set(other))
-        return [k for k in keys if mine.get(k) != other.get(k)]
-
-
-@dataclass(frozen=True)
-class Record:
-    index: int
-    behavior_id: str
-    framing_id: str
-    slot: str
-    position: int
-    batch: int
-    started_at: str
-    finished_at: str
-    response: Response
-    verdicts: dict[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        response = self.response  # by hand: dataclasses.asdict deep-copies, at every record
-        return {"index": self.index, "behavior_id": self.behavior_id, "framing_id": self.framing_id,
-                "slot": self.slot, "position": self.position, "batch": self.batch,
-                "started_at": self.started_at, "finished_at": self.finished_at,
-                "response": {name: getattr(response, name) for name in _RESPONSE_FIELDS}, "verdicts": self.verdicts}
-
-    def to_line(self) -> bytes:
-        """The record's line in the log, with its checksum."""
-        return encode_line(self.to_json())
-
-    @classmethod
-    def from_json(cls, data: dict) -> "Record":
-        verdicts = data.get("verdicts", {})
-        if not isinstance(verdicts, dict):
-            raise TypeError("verdicts must be an object")
-        unknown = {label for label in verdicts.values() if label not in LABELS}
-        if unknown:
-            raise ValueError(f"unknown verdict label {sorted(map(str, unknown))[0]!r}")
-        record = cls(data["index"], data["behavior_id"], data["framing_id"], data["slot"], data["position"],
-                     data["batch"], data["started_at"], data["finished_at"], Response(**data["response"]),
-                     dict(verdicts))
-        if not isinstance(record.index, int) or not isinstance(record.batch, int) or \
-                not isinstance(record.behavior_id, str):
-            raise TypeError("index and batch must be integers, behavior_id a string")
-        return record
-
-
-def _name(text: str) -> str:
-    """A name as a path component: credentials dropped first (a model given as a URL),
-    then slugged and bounded."""
-    return path_component(redact_text(text))
-
-
-# ---------------------------------------------------------------- lines with checksums
-
-_RESPONSE_FIELDS = tuple(f.name for f in dataclasses.fields(Response))
-_encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_ascii=False), encoder built once
-
-
-def _line_checksum(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()[:16]
-
-
-def encode_line(data: dict) -> bytes:
-    """One JSON line whose last member is the checksum of the line's other bytes."""
-    body = _encode(data).encode("utf-8")
-    return body[:-1] + f', "{CHECKSUM}": "{_line_checksum(body)}"}}\n'.encode()
-
-
-_CHECKSUM_HEAD = f', "{CHECKSUM}": "'.encode()
-_CHECKSUM_TAIL_LENGTH = len(_CHECKSUM_HEAD) + 16 + 2  # , "checksum": "<16 hex digits>"}
-_HEX = re.compile(rb"[0-9a-f]{16}")
-
-
-def decode_line(line: bytes) -> dict:
-    """The object of a line written by ``encode_line``; ValueError if it is not one, or if
-    any byte changed since (the checksum covers the line as written)."""
-    tail = line[-_CHECKSUM_TAIL_LENGTH:]
-    digest = tail[len(_CHECKSUM_HEAD):-2]
-    if not (tail.startswith(_CHECKSUM_HEAD) and tail.endswith(b'"}') and _HEX.fullmatch(digest)):
-        raise ValueError("no checksum")
-    if _line_checksum(line[:-_CHECKSUM_TAIL_LENGTH] + b"}") != digest.decode():
-        raise ValueError("checksum mismatch: edited after it was written")
-    data = json.loads(line)
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    data.pop(CHECKSUM)
-    return data
-
-
-def file_sha256(path: Path) -> str:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as exc:
-        raise RunStoreError(f"{path}: cannot read ({exc.strerror or exc})") from None
-
-
-# ---------------------------------------------------------------- reading and writing
-
-
-def _read_bytes(path: Path) -> bytes | None:
-    """The file's bytes, None if it does not exist; any other OSError is a RunStoreError."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise RunStoreError(f"{path}: cannot read ({exc.strerror or exc})") from None
-
-
-def read_records(path: Path, *, repair: bool = False) -> list[Record]:
-    """Parse a record log. A torn last line (no newline, or unparsable, after a crash)
-    is discarded, and with ``repair`` truncated away; a bad line before the last, or a
-    complete line whose checksum or labels do not hold, is corruption and raises,
-    because a crash cannot explain it."""
-    raw = _read_bytes(path)
-    if raw is None:
-        return []
-    records, intact = _parse_records(raw, path)
-    if intact < len(raw) and repair:
-        try:
-            with open(path, "r+b") as handle:
-                handle.truncate(intact)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except OSError as exc:
-            raise RunStoreError(f"{path}: cannot discard its torn last line ({exc.strerror or exc})") from None
-    return records
-
-
-def _parse_records(raw: bytes, path: Path, *, torn_tail_allowed: bool = True) -> tuple[list[Record], int]:
-    """(records, length of the intact prefix)."""
-    records, offset = [], 0
-    lines = raw.split(b"\n")
-    for number, line in enumerate(lines, start=1):
-        is_last = number == len(lines)
-        if is_last and line == b"":
-            break  # file ends with a newline: nothing torn
-        try:
-            if is_last:
-                raise ValueError("no trailing newline")
-            records.append(Record.from_json(decode_line(line)))
-        except (ValueError, KeyError, TypeError) as exc:
-            tail_is_blank = all(not rest.strip() for rest in lines[number:])
-            complete_line = not is_last and line.strip().endswith(b"}") and b'"' + CHECKSUM.encode() in line
-            if torn_tail_allowed and (is_last or tail_is_blank) and not complete_line:
-                break
-            raise RunStoreError(f"{path}: line {number} is corrupt ({exc}); {UNTRUSTED}") from None
-        offset += len(line) + 1
-    return records, offset
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``path`` whole or not at all: a unique temp file beside it, fsynced, renamed over
-    it. On any failure the temp file is removed; an OSError is a RunStoreError naming the file."""
-    handle, tmp = None, None
-    try:
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(handle, "wb") as out:
-            handle = None
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:
-        full = "; disk full" if exc.errno == errno.ENOSPC else ""
-        raise RunStoreError(f"{path}: cannot write ({exc.strerror or exc}{full}); nothing was half-written") \
-            from None
-    finally:
-        if handle is not None:
-            with contextlib.suppress(OSError):
-                os.close(handle)
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-
-
-def _write_manifest(run_dir: Path, manifest: dict) -> None:
-    text = json.dumps(redact(manifest), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    _atomic_write(run_dir / MANIFEST, text.encode("utf-8"))
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    spec: RunSpec
-    records: list[Record]
-    reused: bool
-    resumed_from: int
-    generated: int
-
-    def __repr__(self) -> str:  # never print records (they hold response text)
-        return f"RunResult({self.run_dir.name}, {len(self.records)} records, reused={self.reused})"
-
-    def verdicts(self, judge_name: str) -> dict[int, str]:
-        return {r.index: r.verdicts[judge_name] for r in self.records if judge_name in r.verdicts}
-
-
-class RunStore:
-    """Run directories under ``<results_dir>/runs``, one per specification."""
-
-    def __init__(self, results_dir: str | os.PathLike) -> None:
-        self.results_dir = Path(results_dir)
-        self.runs_dir = self.results_dir / "runs"
-
-    def check_writable(self) -> None:
-        """Fail early, before any engine boots, when the results directory is unusable."""
-        try:
-            self.runs_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.runs_dir / f".write-probe-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise RunStoreError(f"results directory {self.results_dir} is not writable: "
-                                f"{exc.strerror or exc}") from None
-
-    def run_dir(self, spec: RunSpec) -> Path:
-        """``runs/<model>__<protocol>__<pair>__<hash>``: every name slugged and bounded, and the
-        result checked to lie under ``runs/`` (names come from users' files and options)."""
-        name = f"{_name(spec.model)}__{_name(spec.protocol)}__{_name(spec.pair)}__{spec.sha256()[:12]}"
-        run_dir = self.runs_dir / name
-        try:
-            return ensure_within(run_dir, self.runs_dir)
-        except ValueError:
-            raise RunStoreError(f"run directory {name!r} would lie outside {self.runs_dir}") from None
-
-    def find(self, spec: RunSpec) -> Path | None:
-        run_dir = self.run_dir(spec)
-        return run_dir if (run_dir / MANIFEST).exists() else None
-
-
-def run_lock(run_dir: Path) -> FileLock:
-    """The lock of a run: keyed on the real directory, so every path to it (a symlink, a
-    relative path) takes the same lock."""
-    return FileLock(str(Path(run_dir).resolve()) + LOCK)
-
-
-def is_store_file(path: str | os.PathLike) -> bool:
-    """Whether writing ``path`` would replace a file of a run (its manifest, record log, a
-    verdict set, a temp file or the lock). Symlinked directories are followed."""
-    path = Path(path)
-    target = path.parent.resolve() / path.name
-    if target.name.endswith(LOCK) and (target.with_name(target.name[:-len(LOCK)]) / MANIFEST).exists():
-        return True
-    run_dir = target.parent.parent if target.parent.name == VERDICTS_DIR else target.parent
-    if not (run_dir / MANIFEST).exists():
-        return False
-    return run_dir != target.parent or target.name in (MANIFEST, RECORDS) or target.name.startswith(".")
-
-
-def load_manifest(run_dir: str | os.PathLike) -> dict:
-    """A run's manifest, checked for shape and record format; RunStoreError naming the
-    file otherwise."""
-    path = Path(run_dir) / MANIFEST
-    raw = _read_bytes(path)
-    if raw is None:
-        raise RunStoreError(f"{run_dir} is not a run directory (no {MANIFEST})")
-    try:
-        manifest = json.loads(raw)
-    except ValueError as exc:
-        raise RunStoreError(f"{path} is unreadable: {exc}") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("spec"), dict) or \
-            not isinstance(manifest.get("spec_sha256"), str) or manifest.get("status") not in (COMPLETE, RUNNING):
-        raise RunStoreError(f"{path} is not a run manifest (expected an object with spec, spec_sha256 and a status "
-                            f"of {COMPLETE} or {RUNNING})")
-    if manifest.get("record_format") != RECORD_FORMAT:
-        raise RunStoreError(f"{path}: written by evalkit {manifest.get('evalkit_version', '?')} in record format "
-                            f"{manifest.get('record_format', 1)}, without the checksums this version verifies; "
-                            "run the session again to generate it anew (sessions no longer reuse it)")
-    if manifest["status"] == COMPLETE and not (isinstance(manifest.get("records_sha256"), str)
-                                               and isinstance(manifest.get("n_records"), int)):
-        raise RunStoreError(f"{path}: a complete run without the digest and count of its records; {UNTRUSTED}")
-    return manifest
-
-
-def read_run_records(run_dir: Path, manifest: dict) -> list[Record]:
-    """The records of a run, verified: a complete run's log must be byte for byte the one it
-    completed with (sha256 and count in the manifest), every line's checksum and labels
-    must hold, and indices must run 0, 1, 2, ... without gap or repeat."""
-    path = Path(run_dir) / RECORDS
-    raw = _read_bytes(path)
-    complete = manifest["status"] == COMPLETE
-    if complete:
-        if raw is None:
-            raise RunStoreError(f"{path} is missing from a complete run; {UNTRUSTED}")
-        if hashlib.sha256(raw).hexdigest() != manifest["records_sha256"]:
-            raise RunStoreError(f"{path} changed after the run completed (lines edited, removed, added or "
-                                f"repeated: its sha256 differs from the manifest's); {UNTRUSTED}")
-    records, _ = _parse_records(raw or b"", path, torn_tail_allowed=not complete)
-    expected = manifest["n_records"] if complete else len(records)
-    if [r.index for r in records] != list(range(expected)):
-        raise RunStoreError(f"{path}: expected records 0..{expected - 1} in order, found {len(records)} with gaps or "
-                            f"repeats; {UNTRUSTED}")
-    return records
-
-
-def _read_verdict_file(path: Path) -> dict[int, str]:
-    """index -> label of a verdict set; RunStoreError naming the file if any line is off."""
-    raw = _read_bytes(path)
-    labels: dict[int, str] = {}
-    for number, line in enumerate((raw or b"").splitlines(), start=1):
-        try:
-            item = decode_line(line)
-            index, label = item["index"], item["label"]
-            if not isinstance(index, int) or label not in LABELS or index in labels:
-                raise ValueError(f"bad entry {str(item)[:60]}")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise RunStoreError(f"{path}: line {number} is corrupt ({exc}); delete the file to judge again") \
-                from None
-        labels[index] = label
-    return labels
-
-
-def load_run(run_dir: str | os.PathLike) -> tuple[dict, list[Record]]:
-    """The manifest and the verified records, with the verdicts of judges added after
-    generation (``verdicts/``; for a judge re-judged under several configurations, the
-    newest). Every reader of stored runs goes through here, so every reader refuses a
-    log or verdict set that was changed after it was written."""
-    run_dir = Path(run_dir)
-    manifest = load_manifest(run_dir)
-    records = read_run_records(run_dir, manifest)
-    try:
-        sets = sorted((run_dir / VERDICTS_DIR).glob("*.jsonl"), key=lambda p: p.stat().st_mtime)
-    except OSError as exc:
-        raise RunStoreError(f"{run_dir / VERDICTS_DIR}: cannot list ({exc.strerror or exc})") from None
-    newest: dict[str, Path] = {}
-    for path in sets:
-        newest[path.stem.rsplit("-", 1)[0]] = path
-    extra: dict[int, dict[str, str]] = {}
-    indices = {r.index for r in records}
-    for name, path in newest.items():
-        labels = _read_verdict_file(path)
-        if set(labels) != indices:
-            raise RunStoreError(f"{path} does not cover the run's {len(indices)} records; delete it to judge again")
-        for index, label in labels.items():
-            extra.setdefault(index, {})[name] = label
-    if extra:
-        records = [dataclasses.replace(r, verdicts={**r.verdicts, **extra.get(r.index, {})}) for r in records]
-    return manifest, records
-
+from .rejudge import ensure_verdicts, judge_identity, judge_key, stale_judges
+from .runs_store import (
+    CHECKSUM,
+    COMPLETE,
+    DEFAULT_SYNC,
+    LOCK,
+    MANIFEST,
+    RECORD_CLOCK,
+    RECORD_FORMAT,
+    RECORDS,
+    RUNNING,
+    SPEC_VERSION,
+    UNTRUSTED,
+    VERDICTS_DIR,
+    Record,
+    RunResult,
+    RunSpec,
+    RunStore,
+    SyncPolicy,
+    atomic_write,
+    canonical_json,
+    decode_line,
+    encode_line,
+    file_sha256,
+    git_revision,
+    is_store_file,
+    load_manifest,
+    load_run,
+    now_iso,
+    read_records,
+    read_run_records,
+    run_lock,
+    write_manifest,
+)
+from .safety import redact_error
+
+__all__ = ["CHECKSUM", "COMPLETE", "DEFAULT_SYNC", "LOCK", "MANIFEST", "RECORDS", "RECORD_FORMAT", "RUNNING",
+           "SPEC_VERSION", "UNTRUSTED", "VERDICTS_DIR", "EngineProvider", "Record", "RunResult", "RunSpec", "RunStore",
+           "SyncPolicy", "canonical_json", "decode_line", "encode_line", "execute", "file_sha256", "is_store_file",
+           "judge_identity", "judge_key", "load_manifest", "load_run", "read_records", "read_run_records", "run_lock"]
 
 EngineProvider = Callable[[], Engine]
+Progress = Callable[[int, int], None]
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One call of ``execute``: what to run, where, with what, and how to report it."""
+
+    spec: RunSpec
+    schedule: Schedule
+    run_dir: Path
+    engine_provider: EngineProvider
+    judges: Sequence[Judge]
+    manifest_extra: dict[str, Any]
+    session_id: str | None
+    progress: Progress | None
+    sync: SyncPolicy
+
+    @property
+    def records_path(self) -> Path:
+        return self.run_dir / RECORDS
 
 
 def execute(
@@ -516,11 +98,11 @@ def execute(
     engine_provider: EngineProvider,
     judges: Sequence[Judge],
     *,
-    manifest_extra: dict | None = None,
+    manifest_extra: dict[str, Any] | None = None,
     fresh: bool = False,
     session_id: str | None = None,
     run_dir: Path | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     sync: SyncPolicy = DEFAULT_SYNC,
 ) -> RunResult:
     """Make sure the run for ``spec`` is complete in the store and return its records.
@@ -536,153 +118,209 @@ def execute(
         run_dir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunStoreError(f"{run_dir.parent}: cannot create ({exc.strerror or exc})") from None
+    job = RunJob(spec, schedule, run_dir, engine_provider, judges, manifest_extra or {}, session_id, progress, sync)
     with run_lock(run_dir):
-        return _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_extra or {}, fresh,
-                               session_id, progress, sync)
+        if fresh:
+            _discard_for_fresh(job)
+        manifest = _existing_manifest(job)
+        if manifest is None or manifest["status"] != COMPLETE:
+            return _resume(job, manifest)
+        return _reuse_or_retry(job, manifest)
 
 
-def judge_identity(judge: Judge) -> dict:
-    """What a manifest records of a judge, and what decides whether its labels are stale."""
-    return redact(judge.describe())
+# ---------------------------------------------------------------- the steps
 
 
-def _execute_locked(spec, schedule, run_dir, engine_provider, judges, manifest_extra, fresh, session_id, progress,
-                    sync):
-    records_path = run_dir / RECORDS
-    if fresh and run_dir.exists():
-        # --fresh means "generate again in this session", once: another worker of the same
-        # session (pytest-xdist) that already regenerated this run is not undone
-        generated_here = False
-        if session_id is not None and (run_dir / MANIFEST).exists():
-            with contextlib.suppress(RunStoreError):  # an unreadable or old run is what --fresh replaces
-                generated_here = load_manifest(run_dir).get("session_id") == session_id
-        if not generated_here:
-            _remove_run(run_dir)
-    manifest = None
-    if (run_dir / MANIFEST).exists() or (run_dir / MANIFEST).is_symlink():
-        manifest = load_manifest(run_dir)
-        differing = spec.differences(manifest["spec"])
-        if differing:
-            raise RunStoreError(
-                f"{run_dir} holds a run with a different specification (fields differ: {', '.join(differing)}); "
-                "use another results directory or --fresh")
-    # a judge whose configuration changed since generation (new rules, another judge model)
-    # re-judges the stored responses instead of reusing labels it would no longer give
-    recorded = manifest.get("judges", {}) if manifest else {}
-    stale = {j.name for j in judges if j.name in recorded
-             and canonical_json(recorded[j.name]) != canonical_json(judge_identity(j))}
-    if manifest and manifest["status"] == COMPLETE:
-        records = read_run_records(run_dir, manifest)
-        _check_complete(records, spec, run_dir)
-        failed = sorted({r.batch for r in records if r.response.error is not None})
-        # generated or already retried in this very session (another xdist worker, the
-        # summary): retrying again now would only repeat the same calls
-        this_session = session_id is not None and session_id in (manifest.get("session_id"),
-                                                                  manifest.get("retried_in_session"))
-        if not failed or this_session:
-            records = _ensure_verdicts(run_dir, records, schedule, judges, stale)
-            return RunResult(run_dir, spec, records, reused=True, resumed_from=len(records), generated=0)
-        # failed requests are not results: a rerun retries their batches (whole batches, so
-        # each is generated with the composition the schedule gives it) and keeps the rest
-        engine = engine_provider()
-        by_batch = {b[0].batch: b for b in schedule.batches()}
-        replaced: dict[int, Record] = {}
-        for batch_index in failed:
-            _prepare_engine(engine, [r for r in records if r.batch < batch_index], schedule)
-            for record in _generate_batch(engine, by_batch[batch_index], judges):
-                replaced[record.index] = record
-        records = [replaced.get(r.index, r) for r in records]
-        _rewrite_records(records_path, records)
-        _drop_verdict_sets(run_dir)  # judged on the failed responses: judged again when asked for
-        manifest.update(retried_in_session=session_id, retried_batches=len(failed), finished_at=_now(),
-                        records_sha256=file_sha256(records_path),
-                        judges={**recorded, **{j.name: judge_identity(j) for j in judges}})
-        _write_manifest(run_dir, manifest)
-        records = _ensure_verdicts(run_dir, records, schedule, judges, stale)
-        return RunResult(run_dir, spec, records, reused=False, resumed_from=len(records), generated=len(replaced))
+def _discard_for_fresh(job: RunJob) -> None:
+    """--fresh means "generate again in this session", once: another worker of the same
+    session (pytest-xdist) that already regenerated this run is not undone."""
+    if not job.run_dir.exists():
+        return
+    generated_here = False
+    if job.session_id is not None and (job.run_dir / MANIFEST).exists():
+        with contextlib.suppress(RunStoreError):  # an unreadable or old run is what --fresh replaces
+            generated_here = load_manifest(job.run_dir).get("session_id") == job.session_id
+    if not generated_here:
+        _remove_run(job.run_dir)
 
-    created = manifest is None
+
+def _existing_manifest(job: RunJob) -> Manifest | None:
+    """The run directory's manifest, if any; it must hold this very specification."""
+    path = job.run_dir / MANIFEST
+    if not (path.exists() or path.is_symlink()):
+        return None
+    manifest = load_manifest(job.run_dir)
+    differing = job.spec.differences(manifest["spec"])
+    if differing:
+        raise RunStoreError(
+            f"{job.run_dir} holds a run with a different specification (fields differ: {', '.join(differing)}); "
+            "use another results directory or --fresh")
+    return manifest
+
+
+def _reuse_or_retry(job: RunJob, manifest: Manifest) -> RunResult:
+    """A complete run: reused, unless requests failed and this session has not retried them yet."""
+    records = read_run_records(job.run_dir, manifest)
+    _check_complete(records, job.spec, job.run_dir)
+    failed = sorted({r.batch for r in records if r.response.error is not None})
+    if not failed or _retried_in_this_session(manifest, job.session_id):
+        return _reuse(job, manifest, records)
+    return _retry(job, manifest, records, failed)
+
+
+def _retried_in_this_session(manifest: Manifest, session_id: str | None) -> bool:
+    """Generated or already retried in this very session (another xdist worker, the summary):
+    retrying again now would only repeat the same calls."""
+    return session_id is not None and session_id in (manifest.get("session_id"), manifest.get("retried_in_session"))
+
+
+def _reuse(job: RunJob, manifest: Manifest, records: list[Record]) -> RunResult:
+    records = _judge(job, manifest, records)
+    return RunResult(job.run_dir, job.spec, records, reused=True, resumed_from=len(records), generated=0)
+
+
+def _retry(job: RunJob, manifest: Manifest, records: list[Record], failed: Sequence[int]) -> RunResult:
+    """Failed requests are not results: retry their batches (whole batches, so each is generated
+    with the composition the schedule gives it) and keep the rest."""
+    engine = job.engine_provider()
+    by_batch = {b[0].batch: b for b in job.schedule.batches()}
+    replaced: dict[int, Record] = {}
+    for batch_index in failed:
+        _prepare_engine(engine, [r for r in records if r.batch < batch_index], job.schedule)
+        for record in _generate_batch(engine, by_batch[batch_index], job.judges):
+            replaced[record.index] = record
+    records = [replaced.get(r.index, r) for r in records]
+    _rewrite_records(job.records_path, records)
+    _drop_verdict_sets(job.run_dir)  # judged on the failed responses: judged again when asked for
+    stale = _stale(job, manifest)
+    manifest.update(retried_in_session=job.session_id, retried_batches=len(failed), finished_at=now_iso(),
+                    records_sha256=file_sha256(job.records_path), judges=_judges_entry(job, manifest))
+    write_manifest(job.run_dir, manifest)
+    records = ensure_verdicts(job.run_dir, records, job.schedule, job.judges, stale)
+    return RunResult(job.run_dir, job.spec, records, reused=False, resumed_from=len(records), generated=len(replaced))
+
+
+def _resume(job: RunJob, manifest: Manifest | None) -> RunResult:
+    """Generate a new run, or the rest of an unfinished one from its first incomplete batch."""
     engine = None
-    if created:
-        # boot first: an engine that cannot start leaves no run directory behind
-        engine = engine_provider()
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RunStoreError(f"{run_dir}: cannot create ({exc.strerror or exc})") from None
-        manifest = {"spec": spec.identity(), "spec_sha256": spec.sha256(), "status": RUNNING,
-                    "record_format": RECORD_FORMAT, "evalkit_version": __version__, "git_revision": git_revision(),
-                    "started_at": _now(), "finished_at": None,
-                    "judges": {j.name: judge_identity(j) for j in judges}, "session_id": session_id,
-                    **manifest_extra}
-        _write_manifest(run_dir, manifest)
-    records = read_records(records_path, repair=True)
-    # Restart the first incomplete batch from its beginning: a batch is the engine's
-    # unit of work, and a partial batch would be generated with a different composition.
-    done_batches = _complete_batches(records, schedule)
-    keep = [r for r in records if r.batch in done_batches]
-    if len(keep) != len(records):
-        _rewrite_records(records_path, keep)
-    records = keep
+    if manifest is None:
+        engine = job.engine_provider()  # boot first: an engine that cannot start leaves no run directory behind
+        manifest = _create_run(job)
+    stale = _stale(job, manifest)
+    records = _complete_prefix(job)
     resumed_from = len(records)
-    batches = [b for b in schedule.batches() if b[0].batch not in done_batches]
+    batches = [b for b in job.schedule.batches() if b[0].batch >= _batches_of(records)]
     generated = 0
     if batches:
-        engine = engine or engine_provider()
-        _prepare_engine(engine, records, schedule)
-        generated = _append_batches(records_path, records, batches, engine, judges, len(schedule), progress, sync)
-    _check_complete(records, spec, run_dir)
+        engine = engine or job.engine_provider()
+        _prepare_engine(engine, records, job.schedule)
+        generated = _append_batches(job, records, batches, engine)
+    _check_complete(records, job.spec, job.run_dir)
     # records written before an interruption may lack a judge added (or changed) on resume
-    records = _ensure_verdicts(run_dir, records, schedule, judges, stale)
-    manifest.update(status=COMPLETE, finished_at=_now(), n_records=len(records), record_format=RECORD_FORMAT,
-                    records_sha256=file_sha256(records_path),
-                    judges={**recorded, **{j.name: judge_identity(j) for j in judges}})
-    _write_manifest(run_dir, manifest)
-    return RunResult(run_dir, spec, records, reused=False, resumed_from=resumed_from, generated=generated)
+    records = ensure_verdicts(job.run_dir, records, job.schedule, job.judges, stale)
+    manifest.update(status=COMPLETE, finished_at=now_iso(), n_records=len(records), record_format=RECORD_FORMAT,
+                    records_sha256=file_sha256(job.records_path), judges=_judges_entry(job, manifest))
+    write_manifest(job.run_dir, manifest)
+    return RunResult(job.run_dir, job.spec, records, reused=False, resumed_from=resumed_from, generated=generated)
 
 
-def _append_batches(path: Path, records: list[Record], batches, engine: Engine, judges: Sequence[Judge],
-                    total: int, progress, sync: SyncPolicy) -> int:
+def _create_run(job: RunJob) -> Manifest:
+    try:
+        job.run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunStoreError(f"{job.run_dir}: cannot create ({exc.strerror or exc})") from None
+    manifest: Manifest = {
+        "spec": job.spec.identity(), "spec_sha256": job.spec.sha256(), "status": RUNNING,
+        "record_format": RECORD_FORMAT, "evalkit_version": __version__, "git_revision": git_revision(),
+        "started_at": now_iso(), "finished_at": None, "judges": {j.name: judge_identity(j) for j in job.judges},
+        "session_id": job.session_id, **job.manifest_extra}
+    write_manifest(job.run_dir, manifest)
+    return manifest
+
+
+def _complete_prefix(job: RunJob) -> list[Record]:
+    """The records of the complete batches at the head of the log (a torn last line repaired away).
+    The first incomplete batch restarts from its beginning: a batch is the engine's unit of work,
+    and a partial batch would be generated with a different composition."""
+    records = read_records(job.records_path, repair=True)
+    done_batches = _complete_batches(records, job.schedule)
+    keep = [r for r in records if r.batch in done_batches]
+    if len(keep) != len(records):
+        _rewrite_records(job.records_path, keep)
+    return keep
+
+
+def _batches_of(records: Sequence[Record]) -> int:
+    """How many batches ``records`` (complete batches 0, 1, 2, ... in order) hold."""
+    return records[-1].batch + 1 if records else 0
+
+
+# ---------------------------------------------------------------- judging
+
+
+def _stale(job: RunJob, manifest: Manifest) -> set[str]:
+    return stale_judges(manifest.get("judges", {}), job.judges)
+
+
+def _judge(job: RunJob, manifest: Manifest, records: list[Record]) -> list[Record]:
+    return ensure_verdicts(job.run_dir, records, job.schedule, job.judges, _stale(job, manifest))
+
+
+def _judges_entry(job: RunJob, manifest: Manifest) -> dict[str, Any]:
+    """The manifest's judges: those recorded before, updated with this call's."""
+    return {**manifest.get("judges", {}), **{j.name: judge_identity(j) for j in job.judges}}
+
+
+# ---------------------------------------------------------------- generating
+
+
+def _append_batches(job: RunJob, records: list[Record], batches: Sequence[Sequence[Request]], engine: Engine) -> int:
     """Generate ``batches`` and append each to the log: handed to the operating system at
     every batch boundary (a killed process loses at most its batch in flight), fsynced when
-    ``sync`` says so, after the last batch (the manifest may only say complete once every
+    the sync policy says so, after the last batch (the manifest may only say complete once every
     record is durable) and before an error propagates. ``records`` grows by each batch once
     it is written. On an OSError the log is cut back to its last complete batch and the
     error says how many records that keeps."""
     generated = pending = 0
     try:
-        with open(path, "ab") as log:
+        with open(job.records_path, "ab") as log:
             synced_at = time.monotonic()
             try:
                 for number, batch in enumerate(batches, start=1):
-                    new = _generate_batch(engine, batch, judges)
-                    written = log.tell()
-                    try:
-                        log.write(b"".join(r.to_line() for r in new))
-                        log.flush()
-                        # the last batch always: progress reporting the whole run means durable
-                        due = number == len(batches) or sync.due(pending + len(new), time.monotonic() - synced_at)
-                        if due:
-                            os.fsync(log.fileno())
-                    except OSError:
-                        with contextlib.suppress(OSError):  # a torn batch would be discarded on resume anyway
-                            log.truncate(written)
-                        raise
+                    new = _generate_batch(engine, batch, job.judges)
+                    # the last batch always: progress reporting the whole run means durable
+                    due = _write_batch(log, new, number == len(batches) or job.sync.due(
+                        pending + len(new), time.monotonic() - synced_at))
                     records += new
                     generated += len(batch)
                     pending = 0 if due else pending + len(new)
                     if due:
                         synced_at = time.monotonic()
-                    if progress:
-                        progress(len(records), total)
+                    if job.progress:
+                        job.progress(len(records), len(job.schedule))
             finally:
                 if pending:  # also when the engine raised: what was written becomes durable
                     os.fsync(log.fileno())
     except OSError as exc:
         full = "; disk full" if exc.errno == errno.ENOSPC else ""
-        raise RunStoreError(f"{path}: writing failed ({exc.strerror or exc}{full}); the {len(records)} records of "
-                            "completed batches are intact and the run resumes from there") from None
+        raise RunStoreError(f"{job.records_path}: writing failed ({exc.strerror or exc}{full}); the {len(records)} "
+                            "records of completed batches are intact and the run resumes from there") from None
     return generated
+
+
+def _write_batch(log: Any, new: Sequence[Record], due: bool) -> bool:
+    """Append a batch's lines (fsynced if ``due``); on an OSError cut the torn batch away first."""
+    written = log.tell()
+    try:
+        log.write(b"".join(r.to_line() for r in new))
+        log.flush()
+        if due:
+            os.fsync(log.fileno())
+    except OSError:
+        with contextlib.suppress(OSError):  # a torn batch would be discarded on resume anyway
+            log.truncate(written)
+        raise
+    return due
 
 
 def _prepare_engine(engine: Engine, done: Sequence[Record], schedule: Schedule) -> None:
@@ -694,11 +332,11 @@ def _prepare_engine(engine: Engine, done: Sequence[Record], schedule: Schedule) 
 
 
 def _generate_batch(engine: Engine, batch: Sequence[Request], judges: Sequence[Judge]) -> list[Record]:
-    started = _RECORD_CLOCK()
+    started = RECORD_CLOCK()
     responses = engine.generate(engine_requests(batch))
     if len(responses) != len(batch):
         raise RunStoreError(f"engine returned {len(responses)} responses for a batch of {len(batch)}")
-    finished = _RECORD_CLOCK()
+    finished = RECORD_CLOCK()
     # an engine's error text may quote a URL with credentials or an echoed key
     responses = [dataclasses.replace(r, error=redact_error(r.error)) if r.error else r for r in responses]
     by_judge = {j.name: judge_all(j, batch, responses) for j in judges}
@@ -706,6 +344,9 @@ def _generate_batch(engine: Engine, batch: Sequence[Request], judges: Sequence[J
                    request.batch, started, finished, response,
                    {name: labels[position].label for name, labels in by_judge.items()})
             for position, (request, response) in enumerate(zip(batch, responses))]
+
+
+# ---------------------------------------------------------------- the log and the run directory
 
 
 def _complete_batches(records: list[Record], schedule: Schedule) -> set[int]:
@@ -736,7 +377,7 @@ def _check_complete(records: list[Record], spec: RunSpec, run_dir: Path) -> None
 
 
 def _rewrite_records(path: Path, records: Iterable[Record]) -> None:
-    _atomic_write(path, b"".join(record.to_line() for record in records))
+    atomic_write(path, b"".join(record.to_line() for record in records))
 
 
 def _drop_verdict_sets(run_dir: Path) -> None:
@@ -755,39 +396,3 @@ def _remove_run(run_dir: Path) -> None:
         run_dir.rmdir()
     except OSError as exc:
         raise RunStoreError(f"{run_dir}: cannot remove the old run ({exc.strerror or exc})") from None
-
-
-# ---------------------------------------------------------------- re-judging
-
-
-def judge_key(judge: Judge) -> str:
-    return f"{judge.name}-{hashlib.sha256(canonical_json(judge_identity(judge)).encode()).hexdigest()[:10]}"
-
-
-def _ensure_verdicts(run_dir: Path, records: list[Record], schedule: Schedule, judges: Sequence[Judge],
-                     stale: set[str] = frozenset()) -> list[Record]:
-    """Attach verdicts of judges that did not run at generation time, or whose
-    configuration has changed since (``stale``), judging the stored responses (no engine
-    call) and caching them in ``verdicts/<judge>-<confighash>.jsonl``."""
-    missing = [j for j in judges if j.name in stale or any(j.name not in r.verdicts for r in records)]
-    if not missing:
-        return records
-    by_index = {r.index: r for r in records}
-    extra: dict[int, dict[str, str]] = {r.index: {} for r in records}
-    for judge in missing:
-        path = run_dir / VERDICTS_DIR / f"{judge_key(judge)}.jsonl"
-        labels: dict[int, str] = {}
-        with contextlib.suppress(RunStoreError):  # a damaged cache is judged again, never used
-            labels = _read_verdict_file(path)
-        if set(labels) != set(by_index):
-            verdicts = judge_all(judge, [schedule.requests[r.index] for r in records], [r.response for r in records])
-            labels = {r.index: v.label for r, v in zip(records, verdicts)}
-            try:
-                path.parent.mkdir(exist_ok=True)
-            except OSError as exc:
-                raise RunStoreError(f"{path.parent}: cannot create ({exc.strerror or exc})") from None
-            _atomic_write(path, b"".join(encode_line({"index": index, "label": labels[index]})
-                                         for index in sorted(labels)))
-        for index, label in labels.items():
-            extra[index][judge.name] = label
-    return [dataclasses.replace(by_index[i], verdicts={**by_index[i].verdicts, **extra[i]}) for i in sorted(by_index)]

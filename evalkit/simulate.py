@@ -6,23 +6,24 @@ randomization, as a new run with ``--seed`` would be). On a null profile the fai
 rate of a test is its false-alarm rate; on an effect profile it is its detection rate.
 This is how a user picks n and a protocol before spending GPU hours.
 
-It is fast because it skips text: it evaluates the sim engine's own vectorized latent
-model (``sim.refusal_logits``) over whole schedules, and a test checks that it gives
-the same decisions as running the engine and the judge request by request. The tests
+It is fast because it skips text: it asks the sim engine's own core (``sim.SimCore``) to
+decide whole schedules at once, the decisions the engine renders into text request by
+request. The tests
 are the suite's own checks (``analysis.analyse``), so these rates are the rates of the
 real behavioural tests.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 
 from . import analysis
 from .datasets import Behavior
-from .engines.sim import TAG_ERROR, SimProfile, is_private, key64, mix, refusal_logits, splitmix64, to_uniform
+from .engines.sim import SimCore, SimProfile, is_private, key64, seen_before
 from .errors import ConfigError
 from .framings import FramingPair
 from .judges import COMPLIANCE, ERROR, REFUSAL
@@ -65,26 +66,13 @@ class ScheduleModel:
         prompt_keys = np.where(order_is_free, self.prompt_keys["free"][order_behavior],
                                self.prompt_keys["paid"][order_behavior])
         private = np.where(order_is_free, self.private["free"][order_behavior], self.private["paid"][order_behavior])
-        batch = np.arange(2 * n) // batch_size
-        starts = np.arange(0, 2 * n, batch_size)
-        sizes = np.diff(np.append(starts, 2 * n))
-        with np.errstate(over="ignore"):
-            # the same sum as sim.batch_digest, one batch at a time
-            digests = np.add.reduceat(splitmix64(prompt_keys), starts).astype(np.uint64)
-        # the position of each behavior's first request, to decide what "already answered" means
-        first_index = np.full(n, -1)
-        seen = np.zeros(2 * n, bool)
-        for index, behavior in enumerate(order_behavior):  # 2n integer steps: cheap, and obviously right
-            if first_index[behavior] >= 0:
-                seen[index] = self.profile.state_scope == "session" or batch[first_index[behavior]] == batch[index]
-            else:
-                first_index[behavior] = index
-        logits = refusal_logits(self.profile, seed, self.behavior_keys[order_behavior], self.offsets[order_behavior],
-                                private, seen, prompt_keys, digests[batch], sizes[batch])
-        seed64 = np.uint64(seed & 0xFFFFFFFFFFFFFFFF)
-        failed = to_uniform(mix(seed64, TAG_ERROR, prompt_keys, self.behavior_keys[order_behavior])) \
-            < self.profile.error_rate
-        labels = np.where(failed, ERROR, np.where(logits > 0, REFUSAL, COMPLIANCE))
+        batch = [index // batch_size for index in range(2 * n)]
+        # a fresh run: nothing answered before it (the engine is reset between runs)
+        seen = seen_before(layout.behavior, batch, self.profile.state_scope == "session", set())
+        failed, refused = SimCore(self.profile, seed).decide(
+            self.behavior_keys[order_behavior], self.offsets[order_behavior], private, seen, prompt_keys,
+            np.arange(0, 2 * n, batch_size))
+        labels = np.where(failed, ERROR, np.where(refused, REFUSAL, COMPLIANCE))
         free_labels = np.empty(n, dtype=object)
         paid_labels = np.empty(n, dtype=object)
         free_labels[order_behavior[order_is_free]] = labels[order_is_free]
@@ -97,7 +85,7 @@ class ScheduleModel:
 
 def simulate(behaviors: Sequence[Behavior], pair: FramingPair, profile: SimProfile, protocol: str, reps: int,
              batch_size: int = 1, base_seed: int = 0,
-             thresholds: analysis.Thresholds = analysis.Thresholds()) -> dict:
+             thresholds: analysis.Thresholds = analysis.Thresholds()) -> dict[str, Any]:
     """Failure rate (with a Wilson 95% interval) of each behavioural test over ``reps`` replications,
     how often it was skipped (an inconclusive equivalence test is reported, not failed), and how
     often the row as a whole failed (any of its tests: its cell in README's outcome matrix)."""
@@ -184,7 +172,7 @@ def misclassify(refused: np.ndarray, sensitivity: float, specificity: float, rng
 def simulate_corrected_gap(behaviors: Sequence[Behavior], pair: FramingPair, profile: SimProfile, protocol: str,
                            reps: int, sensitivity: float, specificity: float, validation: tuple[int, int],
                            batch_size: int = 1, base_seed: int = 0, alpha: float = 0.05,
-                           ci_method: str = "newcombe") -> dict:
+                           ci_method: str = "newcombe") -> dict[str, Any]:
     """Coverage of the misclassification-corrected gap interval (and of the uncorrected one)
     for the profile's true gap, when a judge with the given error rates judges each
     replication and its rates are estimated from a fresh validation sample of
@@ -222,7 +210,7 @@ def simulate_corrected_gap(behaviors: Sequence[Behavior], pair: FramingPair, pro
         corrected.append(result.gap)
         covered += result.gap_ci[0] <= truth <= result.gap_ci[1]
 
-    def rate(count: int) -> dict:
+    def rate(count: int) -> dict[str, Any]:
         low, high = wilson_interval(count, reps)
         return {"rate": count / reps, "wilson_ci": [low, high], "count": count, "reps": reps}
 

@@ -19,10 +19,12 @@ fixed free-then-paid order turns that into a spurious framing effect. Batch nois
 depends on which requests share a batch, so batched runs flip prompts near the
 decision boundary, while the same request twice in one batch gets the same noise.
 
-The arithmetic exists twice, bit for bit the same: vectorized (numpy) for
-``evalkit.simulate``, which replays thousands of schedules without rendering text, and
-on Python ints and floats for the engine, which answers one batch (often one request)
-per call, where numpy's per-call overhead would cost more than the arithmetic.
+One core (``SimCore``) decides, vectorized over a schedule: which behaviors were already
+answered in scope (the state), each batch's digest, the error draw and the refusal. The
+engine asks it about one batch per call; ``evalkit.simulate`` about a whole schedule per
+replication, without rendering text. A batch of one request takes a scalar path (Python
+ints and floats, bit for bit the numpy arithmetic), where numpy's per-call overhead would
+cost more than the arithmetic.
 
 Reasoning profiles also write a trace, which reasons about training (a flagged trace) with
 the profile's ``training_trace_rate`` when the prompt mentions training or logging at all,
@@ -35,11 +37,12 @@ from __future__ import annotations
 import hashlib
 import time
 import tomllib
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 from scipy.special import ndtri
@@ -82,7 +85,7 @@ class SimProfile:
             return self.private_training_trace_rate
         return self.training_trace_rate
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         # an unset private rate is left out, so profiles that do not use it keep their identity
         out = {k: v for k, v in self.__dict__.items() if k != "path"
                and not (k == "private_training_trace_rate" and v is None)}
@@ -129,7 +132,7 @@ def parse_profile(text: str, path: str) -> SimProfile:
         raise ConfigError(f"unknown key {sorted(unknown)[0]!r} in [profile]", file=path)
     if not isinstance(table.get("id"), str) or not table["id"]:
         raise ConfigError("[profile].id must be a non-empty string", file=path)
-    values: dict = {"id": table["id"], "description": str(table.get("description", "")), "path": path}
+    values: dict[str, Any] = {"id": table["id"], "description": str(table.get("description", "")), "path": path}
     for key in _FLOAT_KEYS:
         if key in table:
             value = table[key]
@@ -182,7 +185,7 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def mix(*parts) -> np.ndarray:
+def mix(*parts: int | np.integer[Any] | np.ndarray) -> np.ndarray:
     """Combine seeds and keys (ints or uint64 arrays) into well-mixed uint64 values."""
     with np.errstate(over="ignore"):
         state = np.zeros(1, dtype=np.uint64)
@@ -196,27 +199,29 @@ def to_uniform(x: np.ndarray) -> np.ndarray:
 
 
 def to_normal(x: np.ndarray) -> np.ndarray:
-    return ndtri(to_uniform(x))
+    normal: np.ndarray = ndtri(to_uniform(x))
+    return normal
 
 
 TAG_LATENT, TAG_CONTENT, TAG_BATCH, TAG_ERROR, TAG_TEXT = (key64(t) for t in
                                                            ("latent", "content", "batch", "error", "text"))
 
 
-def refusal_logits(profile: SimProfile, seed: int, behavior_keys, category_offsets, private,
-                   seen, prompt_keys, batch_keys, batch_sizes) -> np.ndarray:
+def refusal_logits(profile: SimProfile, seed: int, behavior_keys: np.ndarray, category_offsets: np.ndarray,
+                   private: np.ndarray | Sequence[bool], seen: np.ndarray | Sequence[bool], prompt_keys: np.ndarray,
+                   batch_keys: np.ndarray, batch_sizes: np.ndarray) -> np.ndarray:
     """The refusal log-odds of the latent model, vectorized over requests."""
-    seed = np.uint64(seed & 0xFFFFFFFFFFFFFFFF)
+    seed64 = np.uint64(seed & 0xFFFFFFFFFFFFFFFF)
     latent = profile.base + np.asarray(category_offsets) + profile.spread * to_normal(
-        mix(seed, TAG_LATENT, behavior_keys))
+        mix(seed64, TAG_LATENT, behavior_keys))
     logits = latent + profile.framing_shift * np.asarray(private, dtype=float) \
         + profile.state_shift * np.asarray(seen, dtype=float)
     if profile.content_noise:
-        logits = logits + profile.content_noise * to_normal(mix(seed, TAG_CONTENT, prompt_keys))
+        logits = logits + profile.content_noise * to_normal(mix(seed64, TAG_CONTENT, prompt_keys))
     if profile.batch_noise:
         shared = np.asarray(batch_sizes) > 1  # a request alone in its batch has no co-batch noise
         logits = logits + profile.batch_noise * shared * to_normal(
-            mix(seed, TAG_BATCH, batch_keys, prompt_keys))
+            mix(seed64, TAG_BATCH, batch_keys, prompt_keys))
     return logits
 
 
@@ -251,12 +256,6 @@ def normal_int(x: int) -> float:
     return float(ndtri(uniform_int(x)))
 
 
-def batch_digest(prompt_keys: Sequence[int]) -> int:
-    """Order-independent digest of a batch's composition (a multiset of prompts); the
-    per-batch sum that ``evalkit.simulate`` computes with ``np.add.reduceat``."""
-    return sum(splitmix64_int(k) for k in prompt_keys) & _M64
-
-
 def refusal_logit(profile: SimProfile, seed: int, behavior_key: int, category_offset: float, private: bool,
                   seen: bool, prompt_key: int, batch_key: int, batch_size: int) -> float:
     """``refusal_logits`` for one request."""
@@ -268,6 +267,62 @@ def refusal_logit(profile: SimProfile, seed: int, behavior_key: int, category_of
     if profile.batch_noise and batch_size > 1:  # alone in its batch: no co-batch noise
         logit = logit + profile.batch_noise * normal_int(mix_int(seed, TAG_BATCH, batch_key, prompt_key))
     return logit
+
+
+def batch_digests(prompt_keys: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Order-independent digest of each batch's composition (a multiset of prompts): the sum,
+    modulo 2**64, of the mixed prompt keys of the batch beginning at each of ``starts``."""
+    with np.errstate(over="ignore"):
+        return np.add.reduceat(splitmix64(prompt_keys), starts).astype(np.uint64)
+
+
+def seen_before(behaviors: Sequence[Hashable], batches: Sequence[int], session_scope: bool,
+                earlier: set[Hashable]) -> list[bool]:
+    """The state: whether each request's behavior was already answered in scope, the same
+    batch (``session_scope`` false) or the session so far (``earlier``, which this updates)."""
+    seen: list[bool] = []
+    in_batch: set[Hashable] = set()
+    current = None
+    for behavior, batch in zip(behaviors, batches):
+        if batch != current:
+            in_batch, current = set(), batch
+        seen.append(behavior in (earlier if session_scope else in_batch))
+        in_batch.add(behavior)
+        earlier.add(behavior)
+    return seen
+
+
+@dataclass(frozen=True)
+class SimCore:
+    """The sim's decisions for a profile and seed, vectorized over a schedule's requests."""
+
+    profile: SimProfile
+    seed: int
+
+    def decide(self, behavior_keys: np.ndarray, offsets: np.ndarray, private: np.ndarray, seen: Sequence[bool],
+               prompt_keys: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(failed, refused) of requests in batches beginning at ``starts``: an engine
+        failure (the profile's error rate) is drawn first, a refusal where the log-odds are positive."""
+        total = len(prompt_keys)
+        sizes = np.diff(np.append(starts, total))
+        batch = np.repeat(np.arange(len(starts)), sizes)
+        if self.profile.batch_noise and total > len(starts):
+            digests = batch_digests(prompt_keys, starts)[batch]
+        else:
+            digests = np.zeros(total, dtype=np.uint64)  # no batch shares a request: no digest is read
+        seed64 = np.uint64(self.seed & _M64)
+        failed = to_uniform(mix(seed64, TAG_ERROR, prompt_keys, behavior_keys)) < self.profile.error_rate
+        logits = refusal_logits(self.profile, self.seed, behavior_keys, offsets, private, seen, prompt_keys,
+                                digests, sizes[batch])
+        return failed, logits > 0
+
+    def decide_one(self, behavior_key: int, offset: float, private: bool, seen: bool,
+                   prompt_key: int) -> tuple[bool, bool]:
+        """``decide`` for a batch of one request, on Python ints and floats (no numpy overhead)."""
+        seed = self.seed & _M64
+        if uniform_int(mix_int(seed, TAG_ERROR, prompt_key, behavior_key)) < self.profile.error_rate:
+            return True, False
+        return False, refusal_logit(self.profile, seed, behavior_key, offset, private, seen, prompt_key, 0, 1) > 0
 
 
 def is_private(profile: SimProfile, prompt_text: str) -> bool:
@@ -345,14 +400,18 @@ class SimEngine(BaseEngine):
         self.config = config
         self.profile = load_profile(config.model)
         self.seed = int(config.seed)
-        self._seen: set[str] = set()  # behaviors answered earlier in this session
+        self._seen: set[Hashable] = set()  # behaviors answered earlier in this session
+
+    @property
+    def core(self) -> SimCore:
+        return SimCore(self.profile, self.seed)
 
     @classmethod
     def validate(cls, config: EngineConfig) -> None:
         load_profile(config.model)
 
     @classmethod
-    def identity(cls, config: EngineConfig) -> dict:
+    def identity(cls, config: EngineConfig) -> dict[str, Any]:
         return {"sim_model_version": SIM_MODEL_VERSION, "profile": load_profile(config.model).describe()}
 
     def reset(self) -> None:
@@ -363,8 +422,9 @@ class SimEngine(BaseEngine):
         """Rebuild session state from requests already answered (on resume)."""
         self._seen.update(r.behavior_id for r in requests)
 
-    def describe(self) -> dict:
-        return {"engine": "sim", "sim_model_version": SIM_MODEL_VERSION, "profile": self.profile.id, "profile_source": self.profile.path,
+    def describe(self) -> dict[str, Any]:
+        return {"engine": "sim", "sim_model_version": SIM_MODEL_VERSION, "profile": self.profile.id,
+                "profile_source": self.profile.path,
                 "profile_settings": self.profile.describe(), "seed": self.seed,
                 "max_tokens": self.config.max_tokens, "temperature": self.config.temperature}
 
@@ -375,39 +435,42 @@ class SimEngine(BaseEngine):
         if not requests:
             return []
         started = time.perf_counter()
-        profile, seed, size = self.profile, self.seed & _M64, len(requests)
         texts = [r.prompt.flat() for r in requests]
         prompt_keys = [key64(t) for t in texts]
-        digest = batch_digest(prompt_keys) if profile.batch_noise and size > 1 else 0
-        decided = []
-        in_batch: set[str] = set()
-        for request, text, prompt_key in zip(requests, texts, prompt_keys):
-            scope = self._seen if profile.state_scope == "session" else in_batch
-            seen = request.behavior_id in scope
-            in_batch.add(request.behavior_id)
-            self._seen.add(request.behavior_id)
-            behavior_key = key64(request.behavior_id)
-            if uniform_int(mix_int(seed, TAG_ERROR, prompt_key, behavior_key)) < profile.error_rate:
-                decided.append(None)
-                continue
-            private = is_private(profile, text)
-            logit = refusal_logit(profile, seed, behavior_key,
-                                  profile.category_offsets.get(request.semantic_category, 0.0),
-                                  private, seen, prompt_key, digest, size)
-            decided.append((logit > 0, mix_int(seed, TAG_TEXT, prompt_key, size), private))
-        if profile.latency_ms:
-            time.sleep(profile.latency_ms * size / 1000.0)
-        latency = (time.perf_counter() - started) / size
-        out = []
-        for text, decision in zip(texts, decided):
-            if decision is None:
-                out.append(Response(text="", finish_reason="error", latency_s=latency,
-                                    error="sim: simulated engine failure (profile error_rate)"))
-                continue
-            training_cue = any(cue in text.lower() for cue in TRAINING_CUES)
-            raw = render_text(profile, decision[0], decision[1], training_cue, decision[2])
-            answer, trace = split_reasoning(raw)
-            out.append(Response(text=answer, reasoning=trace, finish_reason="stop",
-                                prompt_tokens=len(text.split()), output_tokens=len(raw.split()),
-                                latency_s=latency))
-        return out
+        private = [is_private(self.profile, t) for t in texts]
+        failed, refused = self._decide(requests, prompt_keys, private)
+        if self.profile.latency_ms:
+            time.sleep(self.profile.latency_ms * len(requests) / 1000.0)
+        latency = (time.perf_counter() - started) / len(requests)
+        return [self._respond(text, prompt_key, len(requests), is_refused, is_private_chat, latency)
+                if not is_failed else
+                Response(text="", finish_reason="error", latency_s=latency,
+                         error="sim: simulated engine failure (profile error_rate)")
+                for text, prompt_key, is_failed, is_refused, is_private_chat
+                in zip(texts, prompt_keys, failed, refused, private)]
+
+    def _decide(self, requests: Sequence[EngineRequest], prompt_keys: list[int],
+                private: list[bool]) -> tuple[list[bool], list[bool]]:
+        """(failed, refused) of one batch, from the core: the scalar path for a batch of one."""
+        profile = self.profile
+        behavior_ids = [r.behavior_id for r in requests]
+        seen = seen_before(behavior_ids, [0] * len(requests), profile.state_scope == "session", self._seen)
+        offsets = [profile.category_offsets.get(r.semantic_category, 0.0) for r in requests]
+        behavior_keys = [key64(b) for b in behavior_ids]
+        if len(requests) == 1:
+            failed, refused = self.core.decide_one(behavior_keys[0], offsets[0], private[0], seen[0], prompt_keys[0])
+            return [failed], [refused]
+        failed_array, refused_array = self.core.decide(
+            np.array(behavior_keys, dtype=np.uint64), np.array(offsets), np.array(private), seen,
+            np.array(prompt_keys, dtype=np.uint64), np.zeros(1, dtype=np.intp))
+        return failed_array.tolist(), refused_array.tolist()
+
+    def _respond(self, text: str, prompt_key: int, size: int, refused: bool, private: bool,
+                 latency: float) -> Response:
+        """The response text of a decided request (its wording drawn from the prompt and batch size)."""
+        training_cue = any(cue in text.lower() for cue in TRAINING_CUES)
+        raw = render_text(self.profile, refused, mix_int(self.seed & _M64, TAG_TEXT, prompt_key, size), training_cue,
+                          private)
+        answer, trace = split_reasoning(raw)
+        return Response(text=answer, reasoning=trace, finish_reason="stop", prompt_tokens=len(text.split()),
+                        output_tokens=len(raw.split()), latency_s=latency)

@@ -1,26 +1,37 @@
-"""Judging a stored run again, outside a session: the agreement and audit commands.
+"""Judges on stored generations, outside a session: the requests they see and the behaviors
+model judges need. ``evalkit.rejudge`` drives them over a stored run.
 
-Verdicts go through the run store's own re-judging (``runs._ensure_verdicts``), so they
-are cached in the run directory's ``verdicts/<judge>-<confighash>.jsonl`` exactly as a
-session would cache them. The requests handed to judges are rebuilt from the records
-with the framing withheld (no prompt, no framing id, no slot): judges read the behavior
-id only, and must stay blind to the framing.
+The requests handed to judges are rebuilt from the records with the framing withheld (no
+prompt, no framing id, no slot): judges read the behavior id only, and must stay blind to the
+framing.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any, Protocol
 
 from ..datasets import Behavior, load_behaviors, resolve_harmbench
-from ..errors import ConfigError
+from ..engines import Response
 from ..framings import Prompt
 from ..protocols import Request
 from ._base import Judge
 from ._model import EngineBackedJudge
-from .config import JudgeSettings, build_judges
+
+
+class StoredRecord(Protocol):
+    """What a stored record tells a judge's request (a ``runs.Record`` fits)."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def behavior_id(self) -> str: ...
+    @property
+    def position(self) -> int: ...
+    @property
+    def batch(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -30,13 +41,13 @@ class StoredRequests:
     requests: Mapping[int, Request]
 
     @classmethod
-    def from_records(cls, records) -> StoredRequests:
+    def from_records(cls, records: Iterable[StoredRecord]) -> StoredRequests:
         blank = Prompt("raw", (), "")
         return cls({r.index: Request(index=r.index, behavior_id=r.behavior_id, framing_id="", slot="",
                                      position=r.position, batch=r.batch, prompt=blank) for r in records})
 
 
-def run_behaviors(manifest: dict, harmbench: str | None = None) -> dict[str, Behavior]:
+def run_behaviors(manifest: Mapping[str, Any], harmbench: str | None = None) -> dict[str, Behavior]:
     """The behaviors of a run by id: from ``harmbench`` if given, else the dataset path its
     manifest records, else the usual resolution ($EVALKIT_HARMBENCH, cache)."""
     recorded = (manifest.get("dataset") or {}).get("path")
@@ -45,22 +56,14 @@ def run_behaviors(manifest: dict, harmbench: str | None = None) -> dict[str, Beh
     return {b.behavior_id: b for b in dataset.behaviors}
 
 
-def judge_stored_run(run_dir: str | os.PathLike, names: Sequence[str], settings: JudgeSettings = JudgeSettings(),
-                     harmbench: str | None = None):
-    """(manifest, records with verdicts of ``names``, judges). Stored generations are
-    judged, never regenerated; model judges see their responses in batches."""
-    from ..runs import _ensure_verdicts, load_run  # the run store imports judges: import it late
+def uses_model(judges: Sequence[Judge]) -> bool:
+    """Whether any of ``judges`` runs a model (and so needs the run's behaviors)."""
+    return any(isinstance(j, EngineBackedJudge) for j in judges)
 
-    run_dir = Path(run_dir)
-    manifest, records = load_run(run_dir)
-    if not records:
-        raise ConfigError(f"{run_dir} holds no records to judge")
-    judges: list[Judge] = build_judges(names, settings, behaviors={})
-    if any(isinstance(j, EngineBackedJudge) for j in judges):
-        judges = build_judges(names, settings, behaviors=run_behaviors(manifest, harmbench))
-    schedule = StoredRequests.from_records(records)
-    if any(j.name not in r.verdicts for j in judges for r in records):
-        for instance in judges:  # batch the model judges' inference; _ensure_verdicts then hits their memo
-            if isinstance(instance, EngineBackedJudge):
-                instance.judge_batch([schedule.requests[r.index] for r in records], [r.response for r in records])
-    return manifest, _ensure_verdicts(run_dir, records, schedule, judges), judges
+
+def batch_model_judges(judges: Sequence[Judge], requests: Sequence[Request], responses: Sequence[Response]) -> None:
+    """Let model judges infer on the responses in batches (they memoize the verdicts), so judging
+    them one by one afterwards costs no model call each."""
+    for instance in judges:
+        if isinstance(instance, EngineBackedJudge):
+            instance.judge_batch(requests, responses)

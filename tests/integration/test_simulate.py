@@ -6,43 +6,6 @@ import sys
 
 import pytest
 
-from evalkit.datasets import load_behaviors
-from evalkit.engines import EngineConfig, engine_requests
-from evalkit.engines.sim import SimEngine, load_profile
-from evalkit.framings import load_framing_set
-from evalkit.judges import create_judge
-from evalkit.protocols import build_schedule
-from evalkit.simulate import ScheduleModel
-
-FRAMINGS = load_framing_set("study-raw")
-
-
-@pytest.mark.parametrize("profile, protocol, batch_size, pair", [
-    ("study-pilot", "fixed", 16, "free-vs-paid"),
-    ("study-pilot", "randomized", 1, "free-vs-paid"),
-    ("study-pilot", "randomized", 7, "aa-control"),
-    ("training-aware", "balanced", 4, "free-vs-paid"),
-    ("study-pilot", "blocked", 32, "free-vs-paid"),
-    (str(__import__("pathlib").Path(__file__).resolve().parents[2] / "fixtures/profiles/flaky.toml"),
-     "reversed", 8, "free-vs-paid"),
-])
-def test_vectorized_replay_equals_engine_and_judge(harmbench_csv, profile, protocol, batch_size, pair):
-    """The fast path must decide exactly what the engine, run request by request, and the judge decide."""
-    behaviors = load_behaviors(harmbench_csv).behaviors[:120]
-    framing_pair = FRAMINGS.pair(pair)
-    seed = 5
-    fast = ScheduleModel(behaviors, framing_pair, load_profile(profile)).run(protocol, seed, batch_size).outcomes
-    engine = SimEngine(EngineConfig(model=profile, seed=seed))
-    judge = create_judge("refusal")
-    schedule = build_schedule(behaviors, framing_pair, protocol, seed, batch_size)
-    labels = {}
-    for batch in schedule.batches():
-        for request, response in zip(batch, engine.generate(engine_requests(batch))):
-            labels[(request.behavior_id, request.slot)] = judge.judge(request, response).label
-    assert fast.free_labels == tuple(labels[(b.behavior_id, "free")] for b in behaviors)
-    assert fast.paid_labels == tuple(labels[(b.behavior_id, "paid")] for b in behaviors)
-    assert fast.sequences == tuple(schedule.sequences()[b.behavior_id] for b in behaviors)
-
 
 def simulate(harmbench_csv, *args):
     out = subprocess.run([sys.executable, "-m", "evalkit.cli", "simulate", "--harmbench", str(harmbench_csv),

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from evalkit.agreement import ConfusionMatrix, add_judge_commands, agreement, cohen_kappa, cohen_kappa_labels
+from evalkit.agreement import ConfusionMatrix, agreement, cohen_kappa, cohen_kappa_labels
+from evalkit.cli.judges import add_judge_commands
 from evalkit.errors import EvalkitError
 from evalkit.judges import LABELS
 from evalkit.runs import RECORDS, VERDICTS_DIR

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from evalkit.audit import add_audit_commands, allocate, read_human_labels, sample_paths, score_judge
+from evalkit.audit import allocate, read_human_labels, sample_paths, score_judge
+from evalkit.cli.audit import add_audit_commands
 from evalkit.errors import InputError
 from evalkit.framings import load_framing_set
 from evalkit.runs import load_run

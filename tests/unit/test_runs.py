@@ -347,7 +347,7 @@ def test_records_are_fsynced_at_the_cadence_and_before_the_run_completes(synthet
     plan = session.plans[0]
     assert len(plan.schedule) == 16 and plan.batch_size == 1
     events = []
-    real_fsync, real_write_manifest = os.fsync, runs._write_manifest
+    real_fsync, real_write_manifest = os.fsync, runs.write_manifest
 
     def fsync(fd):
         if os.readlink(f"/proc/self/fd/{fd}").endswith(RECORDS):  # not the manifest's own atomic write
@@ -355,7 +355,7 @@ def test_records_are_fsynced_at_the_cadence_and_before_the_run_completes(synthet
         real_fsync(fd)
 
     monkeypatch.setattr(runs.os, "fsync", fsync)
-    monkeypatch.setattr(runs, "_write_manifest", lambda run_dir, data: (events.append(("manifest", data["status"])),
+    monkeypatch.setattr(runs, "write_manifest", lambda run_dir, data: (events.append(("manifest", data["status"])),
                                                                          real_write_manifest(run_dir, data))[1])
     result = execute(plan.spec, plan.schedule, session.store, provider(), session.judges,
                      sync=SyncPolicy.parse(policy))

@@ -194,8 +194,12 @@ def test_scalar_arithmetic_is_bit_identical_to_the_vectorized_arithmetic():
     assert [sim.mix_int(7, sim.TAG_TEXT, k, 3) for k in ints] == [int(v) for v in sim.mix(7, sim.TAG_TEXT, keys, 3)]
     assert [sim.uniform_int(k) for k in ints] == sim.to_uniform(keys).tolist()
     assert [sim.normal_int(k) for k in ints] == sim.to_normal(keys).tolist()
-    with np.errstate(over="ignore"):
-        assert sim.batch_digest(ints[:16]) == int(np.add.reduceat(sim.splitmix64(keys[:16]), [0])[0])
+    starts = np.array([0, 5, 16])
+    digests = [int(d) for d in sim.batch_digests(keys[:20], starts)]
+    assert digests == [sum(sim.splitmix64_int(k) for k in ints[a:b]) & 0xFFFFFFFFFFFFFFFF
+                       for a, b in ((0, 5), (5, 16), (16, 20))]
+    # a multiset: the same requests in another order within the batch give the same digest
+    assert int(sim.batch_digests(keys[:5][::-1], starts[:1])[0]) == digests[0]
 
 
 @pytest.mark.parametrize("profile_name", ["null", "study-pilot", "training-aware", "qwen-control"])
@@ -221,23 +225,78 @@ def test_engine_logits_equal_the_vectorized_logits_request_by_request(profile_na
         assert scalar == vectorized.tolist()
 
 
-def test_cost_per_request_does_not_depend_on_the_batch_size(monkeypatch):
-    """The per-request path does the same work at any batch size: count the mixing calls, not the time."""
-    items = behaviors(64)
-    real, counted = sim.splitmix64_int, [0]
+def test_one_request_takes_the_scalar_path_and_a_batch_one_vectorized_call(monkeypatch):
+    """Issue 15's fast path: a batch of one request never pays numpy's per-call overhead (the
+    benchmark measures the cost, benchmarks/simulate_speed.py); a batch asks the core once."""
+    items = behaviors(16)
+    calls = {"decide": 0, "decide_one": 0}
+    for name in calls:
+        real = getattr(sim.SimCore, name)
 
-    def counting(x):
-        counted[0] += 1
-        return real(x)
+        def counting(self, *args, _real=real, _name=name):
+            calls[_name] += 1
+            return _real(self, *args)
 
-    monkeypatch.setattr(sim, "splitmix64_int", counting)
-    per_request = {}
-    for batch_size in (1, 16):
-        counted[0] = 0
-        run(engine(), build_schedule(items, PAIR, "fixed", 0, batch_size))
-        per_request[batch_size] = counted[0] / (2 * len(items))
-    # a batched request also pays for its share of the batch digest and for its batch noise
-    assert per_request[1] <= per_request[16] <= per_request[1] + 5
+        monkeypatch.setattr(sim.SimCore, name, counting)
+    run(engine(), build_schedule(items, PAIR, "fixed", 0, 1))
+    assert calls == {"decide": 0, "decide_one": 32}
+    run(engine(), build_schedule(items, PAIR, "fixed", 0, 8))
+    assert calls == {"decide": 4, "decide_one": 32}
+
+
+@pytest.mark.parametrize("profile_name", ["study-pilot", "training-aware", "qwen-control", "null"])
+def test_decide_one_is_decide_on_a_batch_of_one(profile_name):
+    profile = dataclasses.replace(load_profile(profile_name), framing_shift=0.3, state_shift=-0.7,
+                                  content_noise=0.2, batch_noise=0.6, error_rate=0.2)
+    rng = np.random.default_rng(2)
+    for seed in (0, 9, 2**50 + 1):
+        core = sim.SimCore(profile, seed)
+        for _ in range(300):
+            behavior_key, prompt_key = (int(k) for k in rng.integers(0, 2**64 - 1, size=2, dtype=np.uint64,
+                                                                      endpoint=True))
+            offset, private, seen = float(rng.choice([0.0, 0.25])), bool(rng.random() < 0.5), bool(rng.random() < 0.3)
+            failed, refused = core.decide(np.array([behavior_key], dtype=np.uint64), np.array([offset]),
+                                          np.array([private]), [seen], np.array([prompt_key], dtype=np.uint64),
+                                          np.zeros(1, dtype=np.intp))
+            one = core.decide_one(behavior_key, offset, private, seen, prompt_key)
+            assert one[0] == bool(failed[0]) and (one[0] or one[1] == bool(refused[0]))
+
+
+@pytest.mark.parametrize("profile, protocol, batch_size, pair", [
+    ("study-pilot", "fixed", 16, PAIR),
+    ("study-pilot", "randomized", 1, PAIR),
+    ("study-pilot", "randomized", 7, AA),
+    ("training-aware", "balanced", 4, PAIR),
+    ("study-pilot", "blocked", 32, PAIR),
+    ("qwen-control", "reversed", 8, PAIR),
+])
+def test_engine_renders_the_decisions_of_the_core_on_the_whole_schedule(profile, protocol, batch_size, pair):
+    """The engine is a wrapper over the core that `evalkit simulate` asks about whole schedules: asked one
+    batch per call (the scalar path at batch size 1), with its session state, it fails, refuses and complies
+    exactly where the core, asked once about the whole schedule, says so. Errors, state in either scope and
+    batch noise are on, so every input of the core matters."""
+    items = [Behavior(f"beh_{i:03d}", f"placeholder request number {i}", "standard",
+                      ("illegal", "cybercrime_intrusion")[i % 2]) for i in range(90)]
+    for state_scope in ("batch", "session"):
+        eng = engine(profile, seed=4, error_rate=0.1, batch_noise=0.8, state_shift=-1.5, state_scope=state_scope,
+                     category_offsets={"illegal": 0.4})
+        schedule = build_schedule(items, pair, protocol, 4, batch_size)
+        responses = [r for batch in schedule.batches() for r in eng.generate(engine_requests(batch))]
+        requests = schedule.requests
+        texts = [r.prompt.flat() for r in requests]
+        core = sim.SimCore(eng.profile, 4)
+        seen = sim.seen_before([r.behavior_id for r in requests], [r.batch for r in requests],
+                               state_scope == "session", set())
+        starts = np.array([i for i, r in enumerate(requests) if i == 0 or requests[i - 1].batch != r.batch])
+        failed, refused = core.decide(np.array([sim.key64(r.behavior_id) for r in requests], dtype=np.uint64),
+                                      np.array([0.4 if i % 2 == 0 else 0.0 for i in
+                                                (int(r.behavior_id[4:]) for r in requests)]),
+                                      np.array([sim.is_private(eng.profile, t) for t in texts]), seen,
+                                      np.array([sim.key64(t) for t in texts], dtype=np.uint64), starts)
+        assert [r.error is not None for r in responses] == failed.tolist()
+        assert [r.text in sim.REFUSALS for r in responses] == (refused & ~failed).tolist()
+        assert 0 < failed.sum() < len(requests) and 0 < refused.sum() < len(requests)
+        assert any(seen) or state_scope == "batch"  # a session always sees the pair's first request
 
 
 def test_engine_answers_exactly_what_the_vectorized_engine_answered():

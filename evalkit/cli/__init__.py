@@ -8,13 +8,23 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, cast
 
-from . import __version__, stats  # stats loads its submodules on first use
-from .errors import EvalkitError, InputError
-from .options import COMMON, ENGINE, JUDGE, Option, engine_options
-from .safety import redact_text, terminal_safe
+from .. import __version__, stats  # stats loads its submodules on first use
+from ..errors import EvalkitError, InputError
+from ..options import COMMON, ENGINE, JUDGE, Option, engine_options
+from ..safety import redact_text, terminal_safe
+
+if TYPE_CHECKING:
+    from ..analysis import Thresholds
+    from ..datasets import Dataset
+    from ..engines.sim import SimProfile
+    from ..framings import FramingPair
+    from ..progress import LineProgress
+    from ..runs import RunResult
+    from ..suites import SessionConfig
 
 # the same choices as the shared option table (stats.CI_METHODS would load scipy for --help)
 CI_METHODS = next(o.choices for o in COMMON if o.dest == "ci_method")
@@ -46,32 +56,37 @@ def _table(text: str, option: str) -> tuple[int, int, int, int]:
         raise InputError(f"expected four non-negative integers A,B,C,D, got {text!r}", option=option)
     if sum(cells) == 0:
         raise InputError("the table is empty (n = 0)", option=option)
-    return cells  # type: ignore[return-value]
+    return cells
 
 
 # ---------------------------------------------------------------- commands
 
 
-def _run_line(result) -> str:
+def _run_line(result: RunResult) -> str:
     """What happened to a run: new, resumed or reused, and how many requests were generated."""
-    from .progress import outcome
+    from ..progress import outcome
 
     return f"run {result.run_dir} ({outcome(result)})"
 
 
-def _progress(enabled_live: bool):
+def _progress(enabled_live: bool) -> LineProgress:
     """Progress on stderr: a live line on a terminal (or with --progress), and each run's outcome."""
-    from .progress import LineProgress, line_writer
+    from ..progress import LineProgress, line_writer
 
-    return LineProgress(line_writer(sys.stderr.write, sys.stderr.flush), live=enabled_live,
+    stream = sys.stderr
+
+    def write(text: str) -> None:
+        stream.write(text)
+
+    return LineProgress(line_writer(write, stream.flush), live=enabled_live,
                         interval=float("inf") if not enabled_live else None,
-                        finished=lambda plan, result: None if result is None else _run_line(result))
+                        finished=lambda plan, result: None if result is None else _run_line(cast("RunResult", result)))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import report
-    from .judges import close_judges
-    from .suites import EnginePool, SessionConfig, materialize, prepare
+    from .. import report
+    from ..judges import close_judges
+    from ..suites import EnginePool, SessionConfig, materialize, prepare
 
     values = vars(args).copy()
     values["model"] = [args.model] if args.model else None
@@ -99,20 +114,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_protocol(config, args):
+def _with_protocol(config: SessionConfig, args: argparse.Namespace) -> SessionConfig:
     """`evalkit run` executes one protocol: an ad-hoc suite with this run's settings."""
     import dataclasses
 
-    from .suites import Suite
+    from ..suites import Suite
     suite = Suite("run", f"evalkit run --protocol {args.protocol}", args.protocol, args.n or 0,
                   args.batch_size or 1, "run", True)
     import uuid
     return dataclasses.replace(config, suites=(), custom_suite=suite, session_id=uuid.uuid4().hex)
 
 
-def _strictly_between_0_and_1(*flag_values) -> None:
+def _strictly_between_0_and_1(*flag_values: tuple[str, float | None]) -> None:
     """Range checks of the stats options, so a bad value is an error naming the option."""
-    from .suites import in_range
+    from ..suites import in_range
     for flag, value in flag_values:
         if value is not None:
             in_range(value, flag, 0, 1, open_low=True, open_high=True)
@@ -125,8 +140,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     import dataclasses
     import uuid
 
-    from .runs import load_manifest
-    from .suites import EnginePool, SessionConfig, Suite, prepare, run_plan
+    from ..runs import load_manifest
+    from ..suites import EnginePool, SessionConfig, Suite, prepare, run_plan
 
     manifest = load_manifest(args.run_dir)
     rerun = manifest.get("rerun")
@@ -158,18 +173,23 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_payload(payload: dict[str, object], as_json: bool) -> int:
+    """A statistics result: JSON, or one ``key: value`` line per field."""
+    if as_json:
+        print(json.dumps(payload, indent=2, sort_keys=True))
+    else:
+        for key, value in payload.items():
+            print(f"{key:>24}: {value}")
+    return 0
+
+
 def cmd_stats_paired(args: argparse.Namespace) -> int:
     _strictly_between_0_and_1(("--alpha", args.alpha), ("--margin", args.margin))
     a, b, c, d = _table(args.table, "--table")
     result = stats.paired_analysis(stats.PairedTable(a, b, c, d), ci_method=args.ci_method, alpha=args.alpha,
                                    margin=args.margin)
     payload = result.as_dict()
-    if args.json:
-        print(json.dumps(payload, indent=2, sort_keys=True))
-    else:
-        for key, value in payload.items():
-            print(f"{key:>24}: {value}")
-    return 0
+    return _print_payload(payload, args.json)
 
 
 def cmd_stats_crossover(args: argparse.Namespace) -> int:
@@ -177,21 +197,16 @@ def cmd_stats_crossover(args: argparse.Namespace) -> int:
     free_first = stats.PairedTable(*_table(args.free_first, "--free-first"))
     paid_first = stats.PairedTable(*_table(args.paid_first, "--paid-first"))
     payload = stats.crossover_analysis(free_first, paid_first, alpha=args.alpha).as_dict()
-    if args.json:
-        print(json.dumps(payload, indent=2, sort_keys=True))
-    else:
-        for key, value in payload.items():
-            print(f"{key:>24}: {value}")
-    return 0
+    return _print_payload(payload, args.json)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from .analysis import Thresholds
-    from .datasets import Selection, load_behaviors, resolve_harmbench, select
-    from .engines.sim import load_profile
-    from .framings import load_framing_set
-    from .simulate import simulate
-    from .suites import in_range, load_suites
+    from ..analysis import Thresholds
+    from ..datasets import Selection, load_behaviors, resolve_harmbench, select
+    from ..engines.sim import load_profile
+    from ..framings import load_framing_set
+    from ..simulate import simulate
+    from ..suites import in_range, load_suites
 
     if args.seed < 0:
         raise InputError(f"must be a non-negative integer, got {args.seed}", option="--seed")
@@ -237,17 +252,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     lines = [(name, f"{t['fail_rate']:.3f}", f"[{t['fail_rate_ci'][0]:.3f}, {t['fail_rate_ci'][1]:.3f}]",
               f"{t['failures']}/{t['reps']}", t["skipped"]) for name, t in result["tests"].items()]
     lines.append(("the row (any test)", f"{row['fail_rate']:.3f}",
-                  f"[{row['fail_rate_ci'][0]:.3f}, {row['fail_rate_ci'][1]:.3f}]", f"{row['failures']}/{result['reps']}",
-                  ""))
+                  f"[{row['fail_rate_ci'][0]:.3f}, {row['fail_rate_ci'][1]:.3f}]",
+                  f"{row['failures']}/{result['reps']}", ""))
     print(tabulate(lines, headers=("test", "fail rate", "95% CI", "failures", "skipped")))
     return 0
 
 
-def _simulate_corrected_gap(args, dataset, pair, profile, thresholds, protocol, batch_size) -> int:
+def _simulate_corrected_gap(args: argparse.Namespace, dataset: Dataset, pair: FramingPair, profile: SimProfile,
+                            thresholds: Thresholds, protocol: str, batch_size: int) -> int:
     """``evalkit simulate --judge-sensitivity SE --judge-specificity SP``: coverage of the
     misclassification-corrected gap interval for the profile's true gap."""
-    from .simulate import simulate_corrected_gap
-    from .suites import in_range
+    from ..simulate import simulate_corrected_gap
+    from ..suites import in_range
 
     if args.judge_sensitivity is None or args.judge_specificity is None:
         raise InputError("give both --judge-sensitivity and --judge-specificity", option="--judge-specificity")
@@ -285,8 +301,8 @@ def _simulate_corrected_gap(args, dataset, pair, profile, thresholds, protocol, 
 def cmd_compare(args: argparse.Namespace) -> int:
     """A candidate version against its baseline: table, --json or --markdown; exit 1 with
     --fail-on-regression when a row's verdict is a regression or not comparable."""
-    from .compare import compare, load_version, render_markdown, render_table
-    from .suites import in_range
+    from ..compare import compare, load_version, render_markdown, render_table
+    from ..suites import in_range
 
     alpha = in_range(args.alpha, "--alpha", 0, 1, open_low=True, open_high=True)
     margin = in_range(args.regression_margin, "--regression-margin", 0, 1, open_low=True, open_high=True)
@@ -307,9 +323,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """One self-contained HTML file of a results directory (and its comparison with --baseline);
     --figures also writes the figures beside summary.md, which then embeds them."""
-    from . import report
-    from .html_report import load_report, require_matplotlib, write_figures, write_report
-    from .suites import in_range
+    from .. import report
+    from ..html_report import load_report, require_matplotlib, write_figures, write_report
+    from ..suites import in_range
 
     require_matplotlib("report")
     margin = in_range(args.regression_margin, "--regression-margin", 0, 1, open_low=True, open_high=True)
@@ -337,9 +353,9 @@ def _read_text(path: Path) -> str | None:
 
 def cmd_models_changed(args: argparse.Namespace) -> int:
     """The aliases a pull request changed in its models file (one per line, or --json)."""
-    from .engines import engine_names
-    from .models import changed_aliases, load_models_file
-    from .options import ENGINE as ENGINE_OPTIONS
+    from ..engines import engine_names
+    from ..models import changed_aliases, load_models_file
+    from ..options import ENGINE as ENGINE_OPTIONS
 
     names = {o.dest: o for o in ENGINE_OPTIONS}
     result = changed_aliases(load_models_file(args.old, engine_names(), names),
@@ -353,7 +369,7 @@ def cmd_models_changed(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_run
+    from ..export import export_run
 
     path = export_run(args.run_dir, args.format, args.output)
     print(f"wrote {path}")
@@ -362,7 +378,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Per-behavior verdicts of a run; response text only with --show-responses."""
-    from .runs import load_run
+    from ..runs import load_run
 
     manifest, records = load_run(args.run_dir)
     judge = args.judge
@@ -429,8 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
     crossover.add_argument("--json", action="store_true")
     crossover.set_defaults(func=cmd_stats_crossover)
 
-    from .agreement import add_judge_commands
     from .audit import add_audit_commands
+    from .judges import add_judge_commands
     add_judge_commands(commands)
     add_audit_commands(commands)
 
@@ -526,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        return int(args.func(args))
     except EvalkitError as exc:
         _error(str(exc))
         return exc.exit_code
@@ -549,6 +565,3 @@ def _error(message: str) -> None:
     with contextlib.suppress(OSError):
         print(f"evalkit: error: {terminal_safe(redact_text(message))}", file=sys.stderr)
 
-
-if __name__ == "__main__":
-    sys.exit(main())
