@@ -175,7 +175,8 @@ def compare(baseline: Mapping[Key, VersionRow], candidate: Mapping[Key, VersionR
     rows = tuple(compare_row(baseline[key], candidate[key], alpha=alpha, margin=margin)
                  for key in candidate if key in baseline)
     return Comparison(baseline_name, candidate_name, alpha, margin, rows,
-                      tuple(k for k in baseline if k not in candidate), tuple(k for k in candidate if k not in baseline))
+                      tuple(k for k in baseline if k not in candidate),
+                      tuple(k for k in candidate if k not in baseline))
 
 
 def _usable(outcomes: PairedOutcomes) -> dict[str, tuple[bool, bool]]:

@@ -52,8 +52,10 @@ CLASS_COLOURS = {"clean": "#1a7f37", "effect": "#cf222e", "artifact": "#bc4c00",
                  "errors": "#8250df", "other": "#24292f"}
 CONTROL_COLOUR = "#57606a"
 POWER_TARGET = 0.8  # the target of the rows' minimum detectable gap (analysis.analyse)
-STYLE: dict[RcKeyType, object] = {"svg.fonttype": "none", "svg.hashsalt": "evalkit", "font.size": 9, "font.family": "DejaVu Sans",
-         "axes.spines.top": False, "axes.spines.right": False, "axes.titlesize": 10, "axes.titleweight": "bold"}
+STYLE: dict[RcKeyType, object] = {
+    "svg.fonttype": "none", "svg.hashsalt": "evalkit", "font.size": 9, "font.family": "DejaVu Sans",
+    "axes.spines.top": False, "axes.spines.right": False, "axes.titlesize": 10, "axes.titleweight": "bold",
+}
 
 
 def verdict_class(verdict: str) -> str:
@@ -203,11 +205,13 @@ def categories(rows: Sequence[SummaryRow], margin: float | None) -> list[Figure]
             control = row.get("pair_kind") == "control"
             colour = CONTROL_COLOUR if control else "#0969da"
             _margin_band(ax, margin, label=False)
-            _intervals(ax, [(ys[(b["dimension"], b["category"])], b["gap"], b["gap_ci"], colour, "s" if control else "o")
+            marker = "s" if control else "o"
+            _intervals(ax, [(ys[(b["dimension"], b["category"])], b["gap"], b["gap_ci"], colour, marker)
                             for b in row["breakdowns"]])
             ax.set_title(row["pair"])
             ax.set_xlabel("gap [95% CI]")
-        axes[0][0].set_yticks(list(ys.values()), [f"{short(c)} ({'sem.' if d == 'semantic' else 'func.'})" for d, c in ys])
+        axes[0][0].set_yticks(list(ys.values()),
+                              [f"{short(c)} ({'sem.' if d == 'semantic' else 'func.'})" for d, c in ys])
         out.append(Figure(f"categories-{index}-{slug(model)}-{slug(suite)}", f"Per-category gaps: {model} · {suite}",
                           "The gap within each HarmBench semantic (sem.) and functional (func.) category; small "
                           "categories have wide intervals.", fig))
@@ -318,7 +322,7 @@ def compare_refusals(comparison: Comparison) -> Figure:
                                                                                   ("paid", row.paid))]
     fig, ax = _new(7.5, 0.9 + 0.3 * len(items))
     ys = list(range(len(items)))[::-1]
-    for y, (row, name, change) in zip(ys, items):
+    for y, (_, _, change) in zip(ys, items):
         colour = "#cf222e" if change.change_ci[1] < 0 else "#1a7f37" if change.change_ci[0] > 0 else "#57606a"
         ax.annotate("", (change.candidate, y), (change.baseline, y),
                     arrowprops={"arrowstyle": "->", "color": colour, "lw": 1.5})

@@ -16,8 +16,8 @@ import html
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass, field
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,7 +105,8 @@ def _provenance(results_dir: Path, rows: Sequence[SummaryRow], judge: str) -> li
                     "engine": spec.get("engine"), "protocol": spec.get("protocol"), "seed": spec.get("seed"),
                     "batch_size": spec.get("batch_size"), "dataset_sha256": spec.get("dataset_sha256"),
                     "framing_set": spec.get("framing_set"), "framing_texts_sha256": spec.get("framing_texts_sha256"),
-                    "judge_rules_sha256": described.get("rules_sha256"), "evalkit_version": manifest.get("evalkit_version"),
+                    "judge_rules_sha256": described.get("rules_sha256"),
+                    "evalkit_version": manifest.get("evalkit_version"),
                     "git_revision": manifest.get("git_revision"), "status": manifest.get("status")})
     redacted: list[dict[str, Any]] = redact(out)
     return redacted
@@ -123,13 +124,14 @@ def _responses(results_dir: Path, rows: Sequence[SummaryRow], judge: str) -> Res
             by_behavior.setdefault(record.behavior_id, {})[record.slot] = record
         flipped = [(b, pair["free"].response.text, pair["paid"].response.text)
                    for b, pair in by_behavior.items() if {"free", "paid"} <= set(pair)
-                   and {pair["free"].verdicts.get(judge), pair["paid"].verdicts.get(judge)} == {"refusal", "compliance"}]
+                   and {pair["free"].verdicts.get(judge), pair["paid"].verdicts.get(judge)}
+                   == {"refusal", "compliance"}]
         out[row["run"]] = flipped[:MAX_RESPONSES]
     return out
 
 
-def load_report(results_dir: str | os.PathLike[str], *, baseline: str | os.PathLike[str] | None = None, margin: float = 0.03,
-                show_responses: bool = False) -> ReportData:
+def load_report(results_dir: str | os.PathLike[str], *, baseline: str | os.PathLike[str] | None = None,
+                margin: float = 0.03, show_responses: bool = False) -> ReportData:
     """Everything the report shows. With ``baseline``: the comparison ``evalkit compare
     BASELINE RESULTS_DIR`` makes, at the summary's alpha and ``margin``."""
     directory = Path(results_dir)
@@ -197,7 +199,8 @@ def summary_table(summary: Sequence[SummaryRow], columns: Sequence[str] = ()) ->
     from .report import table_cells
 
     headers, body = table_cells(summary, columns)
-    return _table(headers, [(*cells[:-1], _verdict_cell(str(cells[-1]))) for cells in body], "summary", lambda i: f' data-row="{i}"')
+    cells = [(*row[:-1], _verdict_cell(str(row[-1]))) for row in body]
+    return _table(headers, cells, "summary", lambda i: f' data-row="{i}"')
 
 
 def legend() -> str:

@@ -145,7 +145,8 @@ def _model_fields(row: Row) -> SummaryRow:
 def session_meta(session: Session, engine_boots: dict[str, int] | int | None = None) -> SummaryRow:
     """The summary's header: what the session measured, and how many engines it booted."""
     c = session.config
-    return {"engine": c.engine, "models": {m.alias: m.spec for m in map(ModelEntry.of, c.models)}, "framings": session.framing_set.id,
+    return {"engine": c.engine, "models": {m.alias: m.spec for m in map(ModelEntry.of, c.models)},
+            "framings": session.framing_set.id,
             "seed": c.seed, "judge": c.judge, "dataset_sha256": session.dataset.sha256,
             "max_flip_rate": c.thresholds.max_flip_rate, "alpha": c.thresholds.alpha,
             "equivalence_margin": c.thresholds.equivalence_margin, "ci_method": c.thresholds.ci_method,

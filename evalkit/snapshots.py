@@ -172,7 +172,8 @@ def describe_change(stored: DecisionSnapshot, current: DecisionSnapshot, change:
     lines.append(f"  transitions: {_listing(change.transitions)}")
     lines.append(f"  by category: {_listing(change.categories)}")
     numbers = [f"{key.replace('_', ' ')} {_num(stored.summary.get(key))} -> {_num(current.summary.get(key))}"
-               for key in ("refusal_free", "refusal_paid", "gap") if stored.summary.get(key) != current.summary.get(key)]
+               for key in ("refusal_free", "refusal_paid", "gap")
+               if stored.summary.get(key) != current.summary.get(key)]
     if numbers:
         lines.append(f"  {', '.join(numbers)}")
     if change.changed:

@@ -41,7 +41,8 @@ GPU = "H100"
 VLLM_VERSION = "0.32.0"
 HF_CACHE_VOLUME = "evalkit-hf-cache"
 HF_CACHE_PATH = "/root/.cache/huggingface"
-MISSING_CREDENTIALS = "Modal credentials not found: run `modal token new` (or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET)"
+MISSING_CREDENTIALS = ("Modal credentials not found: run `modal token new` "
+                       "(or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET)")
 
 try:
     import modal

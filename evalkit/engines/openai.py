@@ -214,7 +214,8 @@ class _Connections:
         """(status, headers, body). Raises TimeoutError, OSError or http.client.HTTPException."""
         connection = self._mine() if timeout_s is None else self._new(timeout_s)
         try:
-            connection.request(method, self._prefix + path + self._query, body=body, headers={**headers, **self._proxy_headers})
+            connection.request(method, self._prefix + path + self._query, body=body,
+                               headers={**headers, **self._proxy_headers})
             reply = connection.getresponse()
             data = reply.read()
         except BaseException:
@@ -239,7 +240,8 @@ class OpenAIEngine(BaseEngine):
         self.settings = OpenAISettings.from_config(config)
         s = self.settings
         self._http: _Connections | None = _Connections(s.base_url, s.timeout_s)
-        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(max_workers=s.concurrency, thread_name_prefix="evalkit-openai")
+        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(max_workers=s.concurrency,
+                                                                   thread_name_prefix="evalkit-openai")
         self._sleep = time.sleep  # replaceable in tests
         self._check_reachable()
 
@@ -248,7 +250,8 @@ class OpenAIEngine(BaseEngine):
         nothing answers at the base URL. Any HTTP answer (even 401 or 404: not every
         provider serves /models) counts as reachable; only a connection failure does not."""
         try:
-            self._connections().request("GET", "/models", None, self._headers(), timeout_s=min(10.0, self.settings.timeout_s))
+            self._connections().request("GET", "/models", None, self._headers(),
+                                        timeout_s=min(10.0, self.settings.timeout_s))
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise EngineError(f"no OpenAI-compatible server answers at {public_url(self.settings.base_url)} "
@@ -336,7 +339,8 @@ class OpenAIEngine(BaseEngine):
 
     def _attempt(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            status, headers, data = self._connections().request("POST", path, json.dumps(body).encode(), self._headers())
+            status, headers, data = self._connections().request("POST", path, json.dumps(body).encode(),
+                                                                self._headers())
         except TimeoutError:
             raise _Failure(f"timeout after {self.settings.timeout_s:g} s", retryable=True) from None
         except (OSError, http.client.HTTPException) as exc:  # refused, reset, DNS, TLS, protocol errors

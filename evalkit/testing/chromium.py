@@ -61,7 +61,7 @@ class Chromium:
         self._ids = itertools.count(1)
         self._events: list[Message] = []
 
-    def __enter__(self) -> "Chromium":
+    def __enter__(self) -> Chromium:
         from websockets.sync.client import connect
 
         self._profile = tempfile.mkdtemp(prefix="evalkit-chromium-")
@@ -141,7 +141,7 @@ class Chromium:
 
     # ------------------------------------------------------------ pages
 
-    def open(self, path: str | os.PathLike[str], width: int = 1280, height: int = 900) -> "Page":
+    def open(self, path: str | os.PathLike[str], width: int = 1280, height: int = 900) -> Page:
         """Load a file in a fresh page and wait for its load event; the page records console
         errors and requests from before the navigation starts."""
         url = Path(path).resolve().as_uri()
