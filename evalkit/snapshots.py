@@ -32,7 +32,6 @@ DIRECTORY = "__evalkit_snapshots__"
 # value of these is not the baseline of a model update.
 MEASUREMENT_FIELDS = ("seed", "dataset_sha256", "n_behaviors", "framing_set", "framing_texts_sha256", "pair",
                       "protocol", "batch_size", "max_tokens", "temperature", "judge", "judge_sha256")
-MODEL_FIELDS = ("model", "engine", "revision", "engine_sha256")
 SUMMARY_KEYS = ("n", "a", "b", "c", "d", "refusal_free", "refusal_paid", "gap", "gap_ci", "mcnemar_midp",
                 "mcnemar_exact_p", "flip_rate", "errors")
 MAX_IDS = 12  # behavior ids listed in a change summary; the diff of the file has them all
