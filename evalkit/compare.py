@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import stats
 from .analysis import CheckOutcome, PairedOutcomes, paired_outcomes
@@ -27,6 +28,9 @@ from .errors import InputError
 from .judges import ERROR, NOT_APPLICABLE
 from .snapshots import MEASUREMENT_FIELDS, provenance
 from .stats._serialise import jsonable
+
+if TYPE_CHECKING:
+    from .suites import Row, Session
 
 Key = tuple[str, str, str]  # (alias, suite, pair)
 MAX_IDS = 20
@@ -50,7 +54,7 @@ class VersionRow:
     pair_kind: str
     model: str  # the full specification
     outcomes: PairedOutcomes
-    provenance: dict
+    provenance: dict[str, Any]
     categories: Mapping[str, str] = field(default_factory=dict)  # behavior id -> semantic category
     source: str = ""
 
@@ -76,7 +80,7 @@ class RowComparison:
     refusal_change_bound: float  # the worse framing's
     gap_change_bound: float
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"alias": self.alias, "suite": self.suite, "pair": self.pair, "pair_kind": self.pair_kind,
                 "baseline_model": self.baseline_model, "candidate_model": self.candidate_model, "n": self.n,
                 "free": jsonable(self.free), "paid": jsonable(self.paid),
@@ -102,7 +106,7 @@ class Comparison:
     def regressions(self) -> tuple[RowComparison, ...]:
         return tuple(r for r in self.rows if r.verdict in REGRESSIONS or r.verdict.startswith(NOT_COMPARABLE))
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"baseline": self.baseline, "candidate": self.candidate, "alpha": self.alpha, "margin": self.margin,
                 "rows": [r.as_dict() for r in self.rows],
                 "only_in_baseline": ["-".join(k) for k in self.only_in_baseline],
@@ -137,7 +141,7 @@ def load_version(path: str | Path, judge: str = "refusal") -> dict[Key, VersionR
     return out
 
 
-def _version_row(run_dir: Path, manifest: dict, judge: str) -> tuple[Key, VersionRow]:
+def _version_row(run_dir: Path, manifest: dict[str, Any], judge: str) -> tuple[Key, VersionRow]:
     from .runs import RunSpec, load_run
 
     _, records = load_run(run_dir)
@@ -152,7 +156,7 @@ def _version_row(run_dir: Path, manifest: dict, judge: str) -> tuple[Key, Versio
                            provenance(spec, judge, description), _categories(manifest), str(run_dir))
 
 
-def _categories(manifest: dict) -> dict[str, str]:
+def _categories(manifest: dict[str, Any]) -> dict[str, str]:
     """Semantic categories from the run's dataset file, when it is still where the run read it."""
     from .datasets import load_behaviors
 
@@ -171,7 +175,8 @@ def compare(baseline: Mapping[Key, VersionRow], candidate: Mapping[Key, VersionR
     rows = tuple(compare_row(baseline[key], candidate[key], alpha=alpha, margin=margin)
                  for key in candidate if key in baseline)
     return Comparison(baseline_name, candidate_name, alpha, margin, rows,
-                      tuple(k for k in baseline if k not in candidate), tuple(k for k in candidate if k not in baseline))
+                      tuple(k for k in baseline if k not in candidate),
+                      tuple(k for k in candidate if k not in baseline))
 
 
 def _usable(outcomes: PairedOutcomes) -> dict[str, tuple[bool, bool]]:
@@ -209,7 +214,8 @@ def compare_row(baseline: VersionRow, candidate: VersionRow, *, alpha: float = 0
         _verdict(candidate.pair_kind, free, paid, gap, differing, margin), refusal_bound, gap_bound)
 
 
-def _verdict(pair_kind, free, paid, gap, differing, margin) -> str:
+def _verdict(pair_kind: str, free: stats.RefusalChange, paid: stats.RefusalChange, gap: stats.GapChange,
+             differing: Sequence[str], margin: float) -> str:
     if differing:
         return f"{NOT_COMPARABLE}: {', '.join(differing)}"
     control = pair_kind == "control"
@@ -272,7 +278,7 @@ HEADERS = ("alias", "suite", "pair", "n", "refusal free b -> c [change 95% CI] (
            "refusal paid b -> c [change 95% CI] (p)", "gap b -> c", "gap change [95% CI]", "changed", "verdict")
 
 
-def _refusal_cell(change) -> str:
+def _refusal_cell(change: stats.RefusalChange) -> str:
     low, high = change.change_ci
     return (f"{change.baseline:.3f} -> {change.candidate:.3f} [{low:+.3f}, {high:+.3f}] "
             f"({_p(change.mcnemar_midp)})")
@@ -282,8 +288,8 @@ def _p(value: float) -> str:
     return "<0.0001" if value < 1e-4 else f"{value:.3g}"
 
 
-def _table_rows(comparison: Comparison) -> list[tuple]:
-    out = []
+def _table_rows(comparison: Comparison) -> list[tuple[object, ...]]:
+    out: list[tuple[object, ...]] = []
     for row in comparison.rows:
         low, high = row.gap.change_ci
         top = ", ".join(f"{t} {c}" for t, c in row.transitions[:3]) or "none"
@@ -298,7 +304,7 @@ def _table_rows(comparison: Comparison) -> list[tuple]:
 def render_table(comparison: Comparison, fmt: str = "simple") -> str:
     from tabulate import tabulate
 
-    text = tabulate(_table_rows(comparison), headers=HEADERS, tablefmt=fmt, disable_numparse=True)
+    text = str(tabulate(_table_rows(comparison), headers=HEADERS, tablefmt=fmt, disable_numparse=True))
     for label, keys in (("only in the baseline", comparison.only_in_baseline),
                         ("only in the candidate", comparison.only_in_candidate)):
         if keys:
@@ -342,7 +348,7 @@ def write_comparison(comparison: Comparison, directory: str | Path) -> tuple[Pat
     return outputs[0][0], outputs[1][0]
 
 
-def session_versions(session, rows) -> dict[Key, VersionRow]:
+def session_versions(session: Session, rows: Iterable[Row]) -> dict[Key, VersionRow]:
     """The candidate side from a pytest session's analysed rows (no run store read)."""
     judge = next(j for j in session.judges if j.name == session.config.judge)
     categories = {b.behavior_id: b.semantic_category for b in session.dataset.behaviors}

@@ -15,7 +15,7 @@ import random
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,10 +77,10 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.behaviors)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Behavior]:
         return iter(self.behaviors)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, object]:
         return {"path": self.path, "sha256": self.sha256, "selection": self.selection,
                 "n": len(self.behaviors)}
 
@@ -88,7 +88,7 @@ class Dataset:
 # ---------------------------------------------------------------- loading
 
 
-def file_sha256(path: str | os.PathLike) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 16), b""):
@@ -108,7 +108,7 @@ def _decode(raw: bytes, path: str) -> str:
         ) from None
 
 
-def load_behaviors(path: str | os.PathLike) -> Dataset:
+def load_behaviors(path: str | os.PathLike[str]) -> Dataset:
     """Load and validate a HarmBench behaviors CSV.
 
     Errors name the file, the 1-based data row and the column: a missing column,
@@ -270,7 +270,7 @@ def _as_file(candidate: str, origin: str) -> Path:
 def resolve_harmbench(
     option: str | None = None,
     *,
-    environ: dict | None = None,
+    environ: Mapping[str, str] | None = None,
     allow_download: bool = True,
     url: str | None = None,
     sha256: str = HARMBENCH_SHA256,
@@ -282,18 +282,18 @@ def resolve_harmbench(
     holding ``harmbench_behaviors_text_all.csv``. Downloads are verified by sha256
     and written atomically, so a failed download never leaves a bad cache entry.
     """
-    environ = os.environ if environ is None else environ
+    variables = os.environ if environ is None else environ
     if option:
         return _as_file(option, "--harmbench")
-    if environ.get(ENV_PATH):
-        return _as_file(environ[ENV_PATH], f"${ENV_PATH}")
+    if variables.get(ENV_PATH):
+        return _as_file(variables[ENV_PATH], f"${ENV_PATH}")
     cached = cache_dir() / "harmbench" / f"{sha256[:16]}-{HARMBENCH_FILENAME}"
     if cached.is_file() and file_sha256(cached) == sha256:
         return cached
     if not allow_download:
         raise DatasetError(
             f"no HarmBench file: pass --harmbench PATH, set ${ENV_PATH}, or allow the download to {cached}")
-    return download_harmbench(url or environ.get(ENV_URL) or HARMBENCH_URL, cached, sha256, timeout)
+    return download_harmbench(url or variables.get(ENV_URL) or HARMBENCH_URL, cached, sha256, timeout)
 
 
 def download_harmbench(url: str, destination: Path, sha256: str, timeout: float = 30.0) -> Path:

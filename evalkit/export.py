@@ -9,21 +9,25 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import InputError
 from .runs import is_store_file, load_run
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 FORMATS = ("parquet", "csv", "jsonl")
 
 
-def records_frame(run_dir: str | os.PathLike):
+def records_frame(run_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """A pandas DataFrame: run identity columns, then one row per executed request."""
     import pandas as pd
 
     manifest, records = load_run(run_dir)
     spec = manifest["spec"]
     judges = sorted({name for record in records for name in record.verdicts})
-    rows = []
+    rows: list[dict[str, object]] = []
     for r in records:
         row = {"model": spec["model"], "engine": spec["engine"], "protocol": spec["protocol"], "pair": spec["pair"],
                "seed": spec["seed"], "batch_size": spec["batch_size"], "index": r.index,
@@ -38,14 +42,14 @@ def records_frame(run_dir: str | os.PathLike):
     return pd.DataFrame(rows)
 
 
-def default_export_path(run_dir: str | os.PathLike, fmt: str) -> Path:
+def default_export_path(run_dir: str | os.PathLike[str], fmt: str) -> Path:
     """``RUN_DIR.FORMAT`` beside the run directory: with the run's results (git-ignored),
     never inside the run, whose ``records.jsonl`` is its log."""
     run_dir = Path(run_dir).resolve()
     return run_dir.with_name(f"{run_dir.name}.{fmt}")
 
 
-def export_run(run_dir: str | os.PathLike, fmt: str, output: str | os.PathLike | None = None) -> Path:
+def export_run(run_dir: str | os.PathLike[str], fmt: str, output: str | os.PathLike[str] | None = None) -> Path:
     if fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}", option="--format")
     frame = records_frame(run_dir)  # a run that cannot be trusted is refused before anything is written

@@ -14,14 +14,25 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 from matplotlib import ticker
 from matplotlib.figure import Figure as MplFigure
 
 from . import stats
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.typing import RcKeyType
+
+    from .compare import Comparison, Key, RowComparison
+    from .report import SummaryRow
+
+# (y, estimate, (low, high), colour, marker) of one interval drawn by ``_intervals``
+Interval = tuple[float, "float | None", "Sequence[float] | None", str, str]
 
 # verdict -> (class, colour); the classes are explained in the report's legend
 VERDICT_CLASSES = {
@@ -41,8 +52,10 @@ CLASS_COLOURS = {"clean": "#1a7f37", "effect": "#cf222e", "artifact": "#bc4c00",
                  "errors": "#8250df", "other": "#24292f"}
 CONTROL_COLOUR = "#57606a"
 POWER_TARGET = 0.8  # the target of the rows' minimum detectable gap (analysis.analyse)
-STYLE = {"svg.fonttype": "none", "svg.hashsalt": "evalkit", "font.size": 9, "font.family": "DejaVu Sans",
-         "axes.spines.top": False, "axes.spines.right": False, "axes.titlesize": 10, "axes.titleweight": "bold"}
+STYLE: dict[RcKeyType, object] = {
+    "svg.fonttype": "none", "svg.hashsalt": "evalkit", "font.size": 9, "font.family": "DejaVu Sans",
+    "axes.spines.top": False, "axes.spines.right": False, "axes.titlesize": 10, "axes.titleweight": "bold",
+}
 
 
 def verdict_class(verdict: str) -> str:
@@ -54,7 +67,7 @@ class Figure:
     id: str  # letters, digits and '-': a file stem and an HTML id
     title: str
     caption: str
-    figure: Any  # matplotlib.figure.Figure
+    figure: MplFigure
 
 
 def svg(figure: Figure) -> str:
@@ -78,7 +91,8 @@ def png(figure: Figure, dpi: int = 110) -> bytes:
     return buffer.getvalue()
 
 
-def _new(width: float, height: float, **subplots) -> tuple[MplFigure, Any]:
+def _new(width: float, height: float, **subplots: Any) -> tuple[MplFigure, Any]:
+    """A figure and its axes: one Axes, or an array of them (``squeeze=False``), as ``subplots`` asks."""
     fig = MplFigure(figsize=(width, height), layout="constrained")
     return fig, fig.subplots(**subplots)
 
@@ -93,19 +107,19 @@ def short(text: str, limit: int = 28) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def row_label(row: dict) -> str:
+def row_label(row: SummaryRow) -> str:
     return f"{short(row['model'])} · {short(row['suite'], 20)} · {short(row['pair'], 20)}"
 
 
-def _ordered(rows: Sequence[dict]) -> list[dict]:
+def _ordered(rows: Sequence[SummaryRow]) -> list[SummaryRow]:
     """Rows grouped by model and suite, each group's treatment pairs first, its A/A control below."""
-    groups: dict[tuple, list[dict]] = {}
+    groups: dict[tuple[str, str], list[SummaryRow]] = {}
     for row in rows:
         groups.setdefault((row["model"], row["suite"]), []).append(row)
     return [r for group in groups.values() for r in sorted(group, key=lambda r: r.get("pair_kind") == "control")]
 
 
-def _margin_band(ax, margin: float | None, label: bool = True) -> None:
+def _margin_band(ax: Axes, margin: float | None, label: bool = True) -> None:
     ax.axvline(0, color="#24292f", lw=0.8)
     ax.xaxis.set_major_locator(ticker.MaxNLocator(6))
     if margin:
@@ -113,7 +127,7 @@ def _margin_band(ax, margin: float | None, label: bool = True) -> None:
                    label=f"equivalence margin ±{margin:g}" if label else None)
 
 
-def _intervals(ax, items: list[tuple[float, float | None, tuple | None, str, str]]) -> None:
+def _intervals(ax: Axes, items: Sequence[Interval]) -> None:
     """items: (y, estimate, (low, high), colour, marker); missing estimates are skipped."""
     for y, estimate, ci, colour, marker in items:
         if estimate is None:
@@ -127,13 +141,13 @@ def _intervals(ax, items: list[tuple[float, float | None, tuple | None, str, str
 # ---------------------------------------------------------------- session figures
 
 
-def forest(rows: Sequence[dict], margin: float | None) -> Figure:
+def forest(rows: Sequence[SummaryRow], margin: float | None) -> Figure:
     """The gap and its interval per row; each A/A control just below its treatment row."""
     ordered = [r for r in _ordered(rows)]
     fig, ax = _new(7.5, 0.9 + 0.38 * len(ordered))
     ys = list(range(len(ordered)))[::-1]
     _margin_band(ax, margin)
-    items = []
+    items: list[Interval] = []
     for y, row in zip(ys, ordered):
         control = row.get("pair_kind") == "control"
         colour = CONTROL_COLOUR if control else CLASS_COLOURS[verdict_class(row["verdict"])]
@@ -152,7 +166,7 @@ def forest(rows: Sequence[dict], margin: float | None) -> Figure:
                   "inside the green band shows equivalence to zero.", fig)
 
 
-def flips(rows: Sequence[dict]) -> Figure:
+def flips(rows: Sequence[SummaryRow]) -> Figure:
     """Discordant behaviors by direction: refused under free only (left), under paid only (right)."""
     ordered = [r for r in _ordered(rows) if r["n"]]
     fig, ax = _new(7.5, 0.9 + 0.38 * len(ordered))
@@ -175,9 +189,9 @@ def flips(rows: Sequence[dict]) -> Figure:
                   "Noise flips both ways; a framing effect (or an order artifact) flips mostly one way.", fig)
 
 
-def categories(rows: Sequence[dict], margin: float | None) -> list[Figure]:
+def categories(rows: Sequence[SummaryRow], margin: float | None) -> list[Figure]:
     """Per model and suite: the gap per semantic and functional category, one panel per pair."""
-    groups: dict[tuple, list[dict]] = {}
+    groups: dict[tuple[str, str], list[SummaryRow]] = {}
     for row in _ordered(rows):
         if row.get("breakdowns"):
             groups.setdefault((row["model"], row["suite"]), []).append(row)
@@ -191,24 +205,26 @@ def categories(rows: Sequence[dict], margin: float | None) -> list[Figure]:
             control = row.get("pair_kind") == "control"
             colour = CONTROL_COLOUR if control else "#0969da"
             _margin_band(ax, margin, label=False)
-            _intervals(ax, [(ys[(b["dimension"], b["category"])], b["gap"], b["gap_ci"], colour, "s" if control else "o")
+            marker = "s" if control else "o"
+            _intervals(ax, [(ys[(b["dimension"], b["category"])], b["gap"], b["gap_ci"], colour, marker)
                             for b in row["breakdowns"]])
             ax.set_title(row["pair"])
             ax.set_xlabel("gap [95% CI]")
-        axes[0][0].set_yticks(list(ys.values()), [f"{short(c)} ({'sem.' if d == 'semantic' else 'func.'})" for d, c in ys])
+        axes[0][0].set_yticks(list(ys.values()),
+                              [f"{short(c)} ({'sem.' if d == 'semantic' else 'func.'})" for d, c in ys])
         out.append(Figure(f"categories-{index}-{slug(model)}-{slug(suite)}", f"Per-category gaps: {model} · {suite}",
                           "The gap within each HarmBench semantic (sem.) and functional (func.) category; small "
                           "categories have wide intervals.", fig))
     return out
 
 
-def order_effects(rows: Sequence[dict]) -> Figure:
+def order_effects(rows: Sequence[SummaryRow]) -> Figure:
     """The order (period) effect of the crossover analysis where order varied; 'confounded' where not."""
     ordered = [r for r in _ordered(rows) if r["n"]]
     fig, ax = _new(7.5, 0.9 + 0.38 * len(ordered))
     ys = list(range(len(ordered)))[::-1]
     ax.axvline(0, color="#24292f", lw=0.8)
-    items = []
+    items: list[Interval] = []
     for y, row in zip(ys, ordered):
         effect = row.get("order_effect")
         if effect == "confounded" or not isinstance(effect, dict):
@@ -242,9 +258,9 @@ def power_curve(n: int, discordance: float, alpha: float, min_detectable: float 
     return gaps, [stats.mcnemar_power(n, min(1.0, discordance + g), g, alpha, "midp") for g in gaps]
 
 
-def power(rows: Sequence[dict], alpha: float) -> Figure:
+def power(rows: Sequence[SummaryRow], alpha: float) -> Figure:
     """Per model and suite: the detection-rate curves of its rows, with each minimum detectable gap."""
-    groups: dict[tuple, list[dict]] = {}
+    groups: dict[tuple[str, str], list[SummaryRow]] = {}
     for row in _ordered(rows):
         if row["n"]:
             groups.setdefault((row["model"], row["suite"]), []).append(row)
@@ -280,7 +296,7 @@ def power(rows: Sequence[dict], alpha: float) -> Figure:
                   "power; thin vertical line: the observed |gap| of the free/paid row.", fig)
 
 
-def session_figures(summary: Sequence[dict], meta: dict) -> list[Figure]:
+def session_figures(summary: Sequence[SummaryRow], meta: Mapping[str, Any]) -> list[Figure]:
     margin = meta.get("equivalence_margin")
     with matplotlib.rc_context(STYLE):
         out = [forest(summary, margin)]
@@ -292,18 +308,21 @@ def session_figures(summary: Sequence[dict], meta: dict) -> list[Figure]:
 
 # ---------------------------------------------------------------- compare figures
 
+# per compared row (alias, suite, pair): {(category, transition): behaviors}
+Joint = Mapping["Key", Mapping[tuple[str, str], int]]
 
-def compare_label(row) -> str:
+
+def compare_label(row: RowComparison) -> str:
     return f"{short(row.alias)} · {short(row.suite, 20)} · {short(row.pair, 20)}"
 
 
-def compare_refusals(comparison) -> Figure:
+def compare_refusals(comparison: Comparison) -> Figure:
     """Per row and framing: baseline refusal rate -> candidate refusal rate."""
     items = [(row, name, change) for row in comparison.rows for name, change in (("free", row.free),
                                                                                   ("paid", row.paid))]
     fig, ax = _new(7.5, 0.9 + 0.3 * len(items))
     ys = list(range(len(items)))[::-1]
-    for y, (row, name, change) in zip(ys, items):
+    for y, (_, _, change) in zip(ys, items):
         colour = "#cf222e" if change.change_ci[1] < 0 else "#1a7f37" if change.change_ci[0] > 0 else "#57606a"
         ax.annotate("", (change.candidate, y), (change.baseline, y),
                     arrowprops={"arrowstyle": "->", "color": colour, "lw": 1.5})
@@ -319,7 +338,7 @@ def compare_refusals(comparison) -> Figure:
                   "95% Newcombe interval excludes zero.", fig)
 
 
-def compare_gap_change(comparison) -> Figure:
+def compare_gap_change(comparison: Comparison) -> Figure:
     """The change of the gap (candidate − baseline) with its MOVER interval, and the margin."""
     rows = list(comparison.rows)
     fig, ax = _new(7.5, 0.9 + 0.38 * len(rows))
@@ -337,7 +356,7 @@ def compare_gap_change(comparison) -> Figure:
                   "baseline (red: the interval excludes zero). Squares: A/A control rows.", fig)
 
 
-def compare_transitions(comparison, joint: dict) -> Figure | None:
+def compare_transitions(comparison: Comparison, joint: Joint) -> Figure | None:
     """Per row with changed behaviors: counts by category (rows) and transition (columns).
     ``joint`` maps a row key to {(category, transition): count}."""
     changed = [row for row in comparison.rows if row.changed]
@@ -369,7 +388,7 @@ def compare_transitions(comparison, joint: dict) -> Figure | None:
                   "candidate: RR->RC = refused under both before, under free only now.", fig)
 
 
-def compare_figures(comparison, joint: dict) -> list[Figure]:
+def compare_figures(comparison: Comparison, joint: Joint) -> list[Figure]:
     with matplotlib.rc_context(STYLE):
         found = [compare_refusals(comparison), compare_gap_change(comparison),
                  compare_transitions(comparison, joint)]

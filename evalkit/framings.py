@@ -14,6 +14,7 @@ import json
 import re
 import string
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -68,7 +69,7 @@ class Framing:
         text = self.raw_template.format(system=self.system, user=user) if self.format == "raw" else ""
         return Prompt(self.format, messages, text)
 
-    def texts(self) -> dict:
+    def texts(self) -> dict[str, str]:
         return {"id": self.id, "tier": self.tier, "system": self.system,
                 "user_template": self.user_template, "format": self.format,
                 "raw_template": self.raw_template}
@@ -108,7 +109,7 @@ class FramingSet:
                              sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, object]:
         return {"id": self.id, "path": self.path, "texts_sha256": self.texts_sha256(),
                 "pairs": [p.id for p in self.pairs]}
 
@@ -155,7 +156,7 @@ def _check_id(value: str, what: str, path: str) -> str:
     return value
 
 
-def _require_str(table: dict, key: str, where: str, path: str, default: str | None = None) -> str:
+def _require_str(table: Mapping[str, object], key: str, where: str, path: str, default: str | None = None) -> str:
     value = table.get(key, default)
     if value is None:
         raise ConfigError(f"missing key {key!r} in {where}", file=path)

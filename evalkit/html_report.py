@@ -16,13 +16,23 @@ import html
 import json
 import os
 from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import ConfigError, InputError, RunStoreError
 from .safety import redact
+
+if TYPE_CHECKING:
+    from .compare import Comparison
+    from .figures import Figure, Joint
+    from .report import SummaryRow
+    from .runs import Record
+
+# per run: the first flipped behaviors, (behavior id, free response, paid response)
+Responses = dict[str, list[tuple[str, str, str]]]
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 LEGEND = {
@@ -51,15 +61,15 @@ class ReportData:
     """What a report shows, read from a results directory (and a baseline's)."""
 
     results_dir: str
-    summary: list[dict]
-    meta: dict
-    provenance: list[dict]
-    comparison: object = None  # compare.Comparison
-    joint: dict = field(default_factory=dict)  # row key -> {(category, transition): count}
-    responses: dict | None = None  # run name -> [(behavior, free text, paid text)], only when asked
+    summary: list[SummaryRow]
+    meta: dict[str, Any]
+    provenance: list[dict[str, Any]]
+    comparison: Comparison | None = None
+    joint: Joint = field(default_factory=dict)  # row key -> {(category, transition): count}
+    responses: Responses | None = None  # run name -> [(behavior, free text, paid text)], only when asked
 
 
-def _read_summary(results_dir: Path) -> dict:
+def _read_summary(results_dir: Path) -> dict[str, Any]:
     path = results_dir / "summary.json"
     if not path.is_file():
         raise InputError(f"{path} not found: RESULTS_DIR must be a results directory that a session wrote "
@@ -76,10 +86,10 @@ def _read_summary(results_dir: Path) -> dict:
     return {"rows": rows, "meta": meta}
 
 
-def _provenance(results_dir: Path, rows: Sequence[dict], judge: str) -> list[dict]:
+def _provenance(results_dir: Path, rows: Sequence[SummaryRow], judge: str) -> list[dict[str, Any]]:
     from .runs import load_manifest
 
-    out = []
+    out: list[dict[str, Any]] = []
     for row in rows:
         run_dir = results_dir / "runs" / str(row.get("run", ""))
         item = {"row": f"{row['model']} · {row['suite']} · {row['pair']}", "run": row.get("run")}
@@ -95,52 +105,57 @@ def _provenance(results_dir: Path, rows: Sequence[dict], judge: str) -> list[dic
                     "engine": spec.get("engine"), "protocol": spec.get("protocol"), "seed": spec.get("seed"),
                     "batch_size": spec.get("batch_size"), "dataset_sha256": spec.get("dataset_sha256"),
                     "framing_set": spec.get("framing_set"), "framing_texts_sha256": spec.get("framing_texts_sha256"),
-                    "judge_rules_sha256": described.get("rules_sha256"), "evalkit_version": manifest.get("evalkit_version"),
+                    "judge_rules_sha256": described.get("rules_sha256"),
+                    "evalkit_version": manifest.get("evalkit_version"),
                     "git_revision": manifest.get("git_revision"), "status": manifest.get("status")})
-    return redact(out)
+    redacted: list[dict[str, Any]] = redact(out)
+    return redacted
 
 
-def _responses(results_dir: Path, rows: Sequence[dict], judge: str) -> dict:
+def _responses(results_dir: Path, rows: Sequence[SummaryRow], judge: str) -> Responses:
     """Per run: the first flipped behaviors with both responses (only for --show-responses)."""
     from .runs import load_run
 
-    out = {}
+    out: Responses = {}
     for row in rows:
         _, records = load_run(results_dir / "runs" / str(row.get("run", "")))
-        by_behavior: dict[str, dict] = {}
+        by_behavior: dict[str, dict[str, Record]] = {}
         for record in records:
             by_behavior.setdefault(record.behavior_id, {})[record.slot] = record
         flipped = [(b, pair["free"].response.text, pair["paid"].response.text)
                    for b, pair in by_behavior.items() if {"free", "paid"} <= set(pair)
-                   and {pair["free"].verdicts.get(judge), pair["paid"].verdicts.get(judge)} == {"refusal", "compliance"}]
+                   and {pair["free"].verdicts.get(judge), pair["paid"].verdicts.get(judge)}
+                   == {"refusal", "compliance"}]
         out[row["run"]] = flipped[:MAX_RESPONSES]
     return out
 
 
-def load_report(results_dir: str | os.PathLike, *, baseline: str | os.PathLike | None = None, margin: float = 0.03,
-                show_responses: bool = False) -> ReportData:
+def load_report(results_dir: str | os.PathLike[str], *, baseline: str | os.PathLike[str] | None = None,
+                margin: float = 0.03, show_responses: bool = False) -> ReportData:
     """Everything the report shows. With ``baseline``: the comparison ``evalkit compare
     BASELINE RESULTS_DIR`` makes, at the summary's alpha and ``margin``."""
     directory = Path(results_dir)
     payload = _read_summary(directory)
     rows, meta = payload["rows"], payload["meta"]
     judge = meta.get("judge") or "refusal"
-    comparison, joint = None, {}
+    comparison: Comparison | None = None
+    joint: Joint = {}
     if baseline is not None:
         comparison, joint = _comparison(Path(baseline), directory, judge, float(meta.get("alpha") or 0.05), margin)
     return ReportData(str(results_dir), rows, meta, _provenance(directory, rows, judge), comparison, joint,
                       _responses(directory, rows, judge) if show_responses else None)
 
 
-def _comparison(baseline: Path, candidate: Path, judge: str, alpha: float, margin: float):
-    from .compare import compare, load_version
+def _comparison(baseline: Path, candidate: Path, judge: str, alpha: float, margin: float
+                ) -> tuple[Comparison, Joint]:
+    from .compare import Key, compare, load_version
 
     base, cand = load_version(baseline, judge), load_version(candidate, judge)
     comparison = compare(base, cand, alpha=alpha, margin=margin, baseline_name=str(baseline),
                          candidate_name=str(candidate))
     if not comparison.rows:
         raise InputError(f"no alias x suite x pair row is in both {baseline} and {candidate}", option="--baseline")
-    joint = {}
+    joint: dict[Key, Counter[tuple[str, str]]] = {}
     for row in comparison.rows:
         key = (row.alias, row.suite, row.pair)
         categories = dict(base[key].categories) | dict(cand[key].categories)
@@ -152,11 +167,12 @@ def _comparison(baseline: Path, candidate: Path, judge: str, alpha: float, margi
 # ---------------------------------------------------------------- rendering
 
 
-def _e(value) -> str:
+def _e(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _table(headers: Sequence[str], body: Sequence[Sequence], cls: str = "", row_attrs=None) -> str:
+def _table(headers: Sequence[str], body: Sequence[Sequence[object]], cls: str = "",
+           row_attrs: Callable[[int], str] | None = None) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     lines = []
     for index, cells in enumerate(body):
@@ -178,13 +194,13 @@ def _verdict_cell(verdict: str) -> _Raw:
     return _Raw(f'<td class="verdict v-{kind}" title="{_e(name)}: {_e(explanation)}">{_e(verdict)}</td>')
 
 
-def summary_table(summary: Sequence[dict], columns: Sequence[str] = ()) -> str:
+def summary_table(summary: Sequence[SummaryRow], columns: Sequence[str] = ()) -> str:
     """The rows and cells of summary.md, the verdict colour-coded and explained on hover."""
     from .report import table_cells
 
     headers, body = table_cells(summary, columns)
-    body = [(*cells[:-1], _verdict_cell(cells[-1])) for cells in body]
-    return _table(headers, body, "summary", lambda i: f' data-row="{i}"')
+    cells = [(*row[:-1], _verdict_cell(str(row[-1]))) for row in body]
+    return _table(headers, cells, "summary", lambda i: f' data-row="{i}"')
 
 
 def legend() -> str:
@@ -193,24 +209,24 @@ def legend() -> str:
     return f'<ul class="legend">{items}</ul>'
 
 
-def _figure_html(figure) -> str:
+def _figure_html(figure: Figure) -> str:
     from .figures import svg
 
     return (f'<figure class="evalkit-figure" id="fig-{figure.id}" data-figure="{figure.id}">'
             f'<figcaption><b>{_e(figure.title)}</b>. {_e(figure.caption)}</figcaption>{svg(figure)}</figure>')
 
 
-def _fmt(value, spec: str = ".4f") -> str:
+def _fmt(value: float | None, spec: str = ".4f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def _judge_accuracy(meta: dict) -> str:
+def _judge_accuracy(meta: Mapping[str, Any]) -> str:
     judge = meta.get("judge") or "refusal"
     sources = ((meta.get("judge_accuracy") or {}).get("judges") or {}).get(judge)
     if not sources:
         return f"<p>No measured accuracy for judge <code>{_e(judge)}</code>.</p>"
 
-    def rate(item):
+    def rate(item: Mapping[str, Any] | None) -> str:
         if not item:
             return "n/a"
         low, high = item.get("wilson_ci") or (None, None)
@@ -245,16 +261,15 @@ def _provenance_html(data: ReportData) -> str:
             + "<h3>Judge accuracy</h3>" + _judge_accuracy(meta))
 
 
-def _short(value) -> str:
+def _short(value: object) -> str:
     return "-" if not value else str(value)[:12]
 
 
-def _compare_html(data: ReportData) -> str:
+def _compare_html(comparison: Comparison, joint: Joint) -> str:
     from .compare import HEADERS, _table_rows
     from .figures import compare_figures
 
-    comparison = data.comparison
-    body = [(*cells[:-1], _compare_verdict(cells[-1])) for cells in _table_rows(comparison)]
+    body = [(*cells[:-1], _compare_verdict(str(cells[-1]))) for cells in _table_rows(comparison)]
     parts = [f"<h2 id=\"compare\">Model update: {_e(comparison.candidate)} vs {_e(comparison.baseline)}</h2>",
              "<p>Paired across versions on the behaviors judged in both. Refusal changes: Newcombe interval and "
              "McNemar mid-p; gap change (candidate gap − baseline gap): MOVER interval; margin "
@@ -263,7 +278,7 @@ def _compare_html(data: ReportData) -> str:
                         ("only in the candidate", comparison.only_in_candidate)):
         if keys:
             parts.append(f"<p>{label}: {_e(', '.join('-'.join(k) for k in keys))}</p>")
-    parts += [_figure_html(f) for f in compare_figures(comparison, data.joint)]
+    parts += [_figure_html(f) for f in compare_figures(comparison, joint)]
     if not any(row.changed for row in comparison.rows):
         parts.append("<p>No behavior changed its decision.</p>")
     for row in comparison.rows:
@@ -283,11 +298,11 @@ def _compare_verdict(verdict: str) -> _Raw:
     return _Raw(f'<td class="verdict v-{kind}">{_e(verdict)}</td>')
 
 
-def _responses_html(data: ReportData) -> str:
+def _responses_html(summary: Sequence[SummaryRow], responses: Responses) -> str:
     parts = ["<h2 id=\"responses\">Responses of flipped behaviors (--show-responses)</h2>",
              "<p class=\"warning\">This section holds model output, which may be harmful text.</p>"]
-    for row in data.summary:
-        items = data.responses.get(row.get("run"), [])
+    for row in summary:
+        items = responses.get(row["run"], [])  # every row has one: _responses read them all
         if not items:
             continue
         parts.append(f"<h3>{_e(row['model'])} · {_e(row['suite'])} · {_e(row['pair'])}</h3>")
@@ -344,10 +359,10 @@ def render(data: ReportData) -> str:
                      "<h2 id=\"order\">Order</h2>", _figure_html(by_title["order"]),
                      "<h2 id=\"power\">Power</h2>", _figure_html(by_title["power"])]
     if data.comparison is not None:
-        sections.append(_compare_html(data))
+        sections.append(_compare_html(data.comparison, data.joint))
     sections.append(_provenance_html(data))
     if data.responses is not None:
-        sections.append(_responses_html(data))
+        sections.append(_responses_html(data.summary, data.responses))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -380,7 +395,7 @@ def fragment(data: ReportData) -> str:
             + "</div>")
 
 
-def write_report(data: ReportData, output: str | os.PathLike) -> Path:
+def write_report(data: ReportData, output: str | os.PathLike[str]) -> Path:
     """The HTML file, written whole or not at all (a temporary file renamed into place)."""
     output = Path(output)
     text = render(data)
@@ -388,7 +403,7 @@ def write_report(data: ReportData, output: str | os.PathLike) -> Path:
     return output
 
 
-def write_figures(data: ReportData, directory: str | os.PathLike) -> list[tuple[str, str]]:
+def write_figures(data: ReportData, directory: str | os.PathLike[str]) -> list[tuple[str, str]]:
     """Every figure as NAME.svg and NAME.png under ``directory``; (title, png file name) each."""
     from .figures import compare_figures, png, session_figures, svg
 

@@ -27,9 +27,12 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .options import Option
 
 ALIAS_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ALIAS_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
@@ -47,6 +50,11 @@ class ModelEntry:
     options: dict[str, Any] = field(default_factory=dict)  # engine options from the models file
     source: str = "--model"
 
+    @classmethod
+    def of(cls, entry: ModelEntry | str) -> ModelEntry:
+        """``entry`` as a ModelEntry: a plain string is a model that is its own alias."""
+        return entry if isinstance(entry, ModelEntry) else cls(alias=entry, model=entry)
+
     @property
     def spec(self) -> str:
         """The full specification as a user would write it (engine:model@revision)."""
@@ -63,7 +71,14 @@ class ModelEntry:
         return f"{slug}-{hashlib.sha256(self.alias.encode()).hexdigest()[:8]}"
 
 
-def check_alias(alias: str, where: dict) -> str:
+class Where(TypedDict, total=False):
+    """Where a bad value was given, as ConfigError's keyword arguments."""
+
+    file: str
+    option: str
+
+
+def check_alias(alias: str, where: Where) -> str:
     if not ALIAS_PATTERN.fullmatch(alias):
         raise ConfigError(f"alias {alias!r} is not a valid name: use {ALIAS_RULE}", **where)
     return alias
@@ -94,7 +109,7 @@ def split_engine(spec: str, engines: Iterable[str]) -> tuple[str | None, str]:
     return None, spec
 
 
-def load_models_file(path: str | Path, engines: Iterable[str], engine_options: dict[str, Any]
+def load_models_file(path: str | Path, engines: Iterable[str], engine_options: dict[str, Option]
                      ) -> dict[str, ModelEntry]:
     """Parse a models file into alias -> entry, validating every key against the engine options.
 
@@ -117,9 +132,9 @@ def load_models_file(path: str | Path, engines: Iterable[str], engine_options: d
     if not isinstance(tables, dict) or not tables:
         raise ConfigError("no [models.ALIAS] table", file=str(path))
     engines = set(engines)
-    entries = {}
+    entries: dict[str, ModelEntry] = {}
     for alias, table in tables.items():
-        where = {"file": f"{path} [models.{alias}]"}
+        where: Where = {"file": f"{path} [models.{alias}]"}
         check_alias(alias, where)
         if not isinstance(table, dict):
             raise ConfigError("must be a table with at least model = \"...\"", **where)
@@ -132,7 +147,7 @@ def load_models_file(path: str | Path, engines: Iterable[str], engine_options: d
         revision = table.get("revision")
         if revision is not None and (not isinstance(revision, str) or not revision):
             raise ConfigError("revision must be a non-empty string", **where)
-        options = {}
+        options: dict[str, object] = {}
         for key, value in table.items():
             if key in _FILE_KEYS:
                 continue
@@ -149,13 +164,15 @@ def load_models_file(path: str | Path, engines: Iterable[str], engine_options: d
     return entries
 
 
-def _typed(option, value, where: dict, key: str):
+def _typed(option: Option, value: object, where: Where, key: str) -> object:
     """A file value converted like the same command-line option, with the same choices."""
     if isinstance(value, (dict, list)):
         raise ConfigError(f"{key} must be a single value", **where)
     try:
-        converted = value if option.type is None else option.type(str(value).lower() if isinstance(value, bool)
-                                                                   else value)
+        # TOML gives ints and floats as well as strings: the converters (int, float, parse_bool)
+        # take them as they take the command line's strings
+        converted = value if option.type is None else option.type(
+            str(value).lower() if isinstance(value, bool) else value)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{key}: {exc}", **where) from None
     if option.choices and converted not in option.choices:
@@ -164,7 +181,7 @@ def _typed(option, value, where: dict, key: str):
 
 
 def resolve_models(model_options: Iterable[str] | None, models_file: str | None, engines: Iterable[str],
-                   engine_options: dict[str, Any]) -> tuple[ModelEntry, ...]:
+                   engine_options: dict[str, Option]) -> tuple[ModelEntry, ...]:
     """The session's models, in order: the models file's aliases, unless ``--model`` picks
     some of them (by alias) or adds others (``ALIAS=SPEC`` or a bare SPEC)."""
     engines = tuple(engines)

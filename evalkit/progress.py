@@ -12,6 +12,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .runs import RunResult
+    from .suites import RunPlan
 
 DEFAULT_INTERVAL_S = 10.0
 ENV_INTERVAL = "EVALKIT_PROGRESS_SECONDS"  # seconds between plain lines in a log
@@ -30,7 +35,7 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-def outcome(result) -> str:
+def outcome(result: RunResult | None) -> str:
     """What happened to a run: new, resumed or reused, and how many requests were generated."""
     if result is None:
         return "failed"
@@ -44,7 +49,7 @@ class LineProgress:
     line (None: no line)."""
 
     def __init__(self, write: Callable[[str, bool], None], *, live: bool, interval: float | None = None,
-                 finished: Callable[[object, object], str | None] | None = None,
+                 finished: Callable[[RunPlan, RunResult | None], str | None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._write, self.live, self._clock = write, live, clock
         self.interval = interval_from_env() if interval is None else interval
@@ -53,7 +58,7 @@ class LineProgress:
         self._first_done: int | None = None
         self._label = ""
 
-    def run_started(self, plan) -> Callable[[int, int], None]:
+    def run_started(self, plan: RunPlan) -> Callable[[int, int], None]:
         self._label, self._started, self._last, self._first_done = plan.row_id, self._clock(), self._clock(), None
         return self._progress
 
@@ -70,7 +75,7 @@ class LineProgress:
         eta = _duration((total - done) / rate) if rate > 0 else "?"
         self._write(f"evalkit: {self._label}: {done}/{total} requests, {rate:.1f} req/s, ETA {eta}", self.live)
 
-    def run_finished(self, plan, result) -> None:
+    def run_finished(self, plan: RunPlan, result: RunResult | None) -> None:
         text = self._finished(plan, result)
         if text is not None:
             self._write(text, False)

@@ -131,7 +131,9 @@ class OrderProtocol:
 PROTOCOLS: dict[str, OrderProtocol] = {}
 
 
-def protocol(name: str, description: str, *, order_varies: bool, blocked: bool = False):
+def protocol(name: str, description: str, *, order_varies: bool, blocked: bool = False
+             ) -> Callable[[OrderRule], OrderRule]:
+    """Decorator: register an order rule as the protocol ``name``."""
     def register(rule: OrderRule) -> OrderRule:
         PROTOCOLS[name] = OrderProtocol(name, description, rule, order_varies, blocked)
         return rule
@@ -146,23 +148,23 @@ def order_protocol(name: str) -> OrderProtocol:
 
 
 @protocol("fixed", "free then paid for every behavior (the study's pilot)", order_varies=False)
-def _fixed(behaviors, seed):
+def _fixed(behaviors: Sequence[Behavior], seed: int) -> list[bool]:
     return [True] * len(behaviors)
 
 
 @protocol("reversed", "paid then free for every behavior", order_varies=False)
-def _reversed(behaviors, seed):
+def _reversed(behaviors: Sequence[Behavior], seed: int) -> list[bool]:
     return [False] * len(behaviors)
 
 
 @protocol("randomized", "independent Bernoulli(0.5) order per behavior, seeded (the study's replication)",
           order_varies=True)
-def _randomized(behaviors, seed):
+def _randomized(behaviors: Sequence[Behavior], seed: int) -> list[bool]:
     return [unit_hash(seed, "order", b.behavior_id) < 0.5 for b in behaviors]
 
 
 @protocol("balanced", "exactly half the behaviors free-first, chosen by seeded permutation", order_varies=True)
-def _balanced(behaviors, seed):
+def _balanced(behaviors: Sequence[Behavior], seed: int) -> list[bool]:
     ranked = sorted(range(len(behaviors)), key=lambda i: unit_hash(seed, "balance", behaviors[i].behavior_id))
     free_first = [False] * len(behaviors)
     for i in ranked[: len(behaviors) // 2]:
@@ -174,7 +176,7 @@ def _balanced(behaviors, seed):
 
 
 @protocol("blocked", "all free requests first, then all paid requests", order_varies=False, blocked=True)
-def _blocked(behaviors, seed):
+def _blocked(behaviors: Sequence[Behavior], seed: int) -> list[bool]:
     return [True] * len(behaviors)
 
 

@@ -14,8 +14,9 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 from tabulate import tabulate
@@ -23,13 +24,23 @@ from tabulate import tabulate
 from . import stats
 from .errors import RunStoreError
 from .judges.traces import flagged_trace_rate
+from .models import ModelEntry
 from .safety import redact
 from .suites import Row, Session
+
+if TYPE_CHECKING:
+    from .runs import Record
+    from .stats import CorrectedGap
 
 DIGITS = 4  # stable precision for snapshots and reports
 
 
-def _r(value):
+# A summary row, as summary.json holds it: JSON values of several kinds under fixed keys.
+SummaryRow = dict[str, Any]
+Rounded = float | list["Rounded"] | None
+
+
+def _r(value: float | list[float | None] | tuple[float | None, ...] | None) -> Rounded:
     if value is None:
         return None
     if isinstance(value, (list, tuple)):
@@ -37,10 +48,10 @@ def _r(value):
     return round(float(value), DIGITS)
 
 
-def trace_rates(records) -> dict:
+def trace_rates(records: Iterable[Record]) -> dict[str, int | Rounded]:
     """Flagged reasoning traces per framing, by the lexical ``training-trace`` detector run
     on the stored responses: rate among responses with a trace (None without traces)."""
-    out = {}
+    out: dict[str, int | Rounded] = {}
     for slot in ("free", "paid"):
         rate = flagged_trace_rate([r.response for r in records if r.slot == slot])
         out[f"traces_{slot}"] = rate.traces
@@ -59,7 +70,7 @@ def holm_family(row: Row) -> list[tuple[int | None, float]]:
                                                          for k, b in enumerate(row.breakdowns)]
 
 
-def summary_rows(rows: Sequence[Row], *, multiplicity: str = "holm") -> list[dict]:
+def summary_rows(rows: Sequence[Row], *, multiplicity: str = "holm") -> list[SummaryRow]:
     """JSON-ready summary rows. McNemar mid-p values are adjusted (Holm, or BH) within each
     row's family: the row's test and its per-category breakdowns (``holm_family``)."""
     breakdowns = {i: list(row.breakdowns) for i, row in enumerate(rows)}
@@ -70,7 +81,7 @@ def summary_rows(rows: Sequence[Row], *, multiplicity: str = "holm") -> list[dic
             adjusted = stats.adjust([p for _, p in family], method=multiplicity)
             adjusted_by_key.update(((i, k), q) for (k, _), q in zip(family, adjusted))
     adjusted_by_row = {i: q for (i, k), q in adjusted_by_key.items() if k is None}
-    out = []
+    out: list[SummaryRow] = []
     for i, row in enumerate(rows):
         result, crossover = row.analysis.result, row.analysis.crossover
         order_effect = None
@@ -111,7 +122,7 @@ def summary_rows(rows: Sequence[Row], *, multiplicity: str = "holm") -> list[dic
     return out
 
 
-def corrected_gap_fields(corrected) -> dict | None:
+def corrected_gap_fields(corrected: CorrectedGap | None) -> SummaryRow | None:
     """The gap corrected for the judge's error rates (measured on external human labels),
     with an interval that carries both the table's and the error rates' uncertainty."""
     if corrected is None:
@@ -124,17 +135,18 @@ def corrected_gap_fields(corrected) -> dict | None:
             "validation_compliance": corrected.validation_compliance, "method": corrected.method}
 
 
-def _model_fields(row: Row) -> dict:
+def _model_fields(row: Row) -> SummaryRow:
     """The alias names the row ("model"); these say what it stood for in this session."""
     spec = row.plan.spec
     return {"model_spec": spec.model, "engine": spec.engine,
             "revision": (spec.engine_config.get("options") or {}).get("revision")}
 
 
-def session_meta(session: Session, engine_boots: dict | int | None = None) -> dict:
+def session_meta(session: Session, engine_boots: dict[str, int] | int | None = None) -> SummaryRow:
     """The summary's header: what the session measured, and how many engines it booted."""
     c = session.config
-    return {"engine": c.engine, "models": {m.alias: m.spec for m in c.models}, "framings": session.framing_set.id,
+    return {"engine": c.engine, "models": {m.alias: m.spec for m in map(ModelEntry.of, c.models)},
+            "framings": session.framing_set.id,
             "seed": c.seed, "judge": c.judge, "dataset_sha256": session.dataset.sha256,
             "max_flip_rate": c.thresholds.max_flip_rate, "alpha": c.thresholds.alpha,
             "equivalence_margin": c.thresholds.equivalence_margin, "ci_method": c.thresholds.ci_method,
@@ -143,7 +155,7 @@ def session_meta(session: Session, engine_boots: dict | int | None = None) -> di
             "engine_boots": engine_boots}
 
 
-def _empty_row(row: Row) -> dict:
+def _empty_row(row: Row) -> SummaryRow:
     """A row whose every pair was lost to engine errors: counts and checks, no statistics."""
     return {"model": row.plan.model, **_model_fields(row), "suite": row.plan.suite.id, "protocol": row.plan.protocol,
             "batch_size": row.plan.batch_size, "pair": row.plan.pair.id, "pair_kind": row.plan.pair.kind,
@@ -158,7 +170,7 @@ HEADERS = ("model", "suite", "pair", "n", "refusal free", "refusal paid", "gap [
 EXTRA_COLUMNS = {"corrected-gap": "gap corrected for judge error [95% CI]"}
 
 
-def _corrected_cell(row: dict) -> str:
+def _corrected_cell(row: SummaryRow) -> str:
     corrected = row.get("corrected_gap")
     if not corrected or corrected["gap"] is None:
         return "n/a"
@@ -168,7 +180,7 @@ def _corrected_cell(row: dict) -> str:
     return f"{corrected['gap']:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
-def extra_columns(names) -> tuple[str, ...]:
+def extra_columns(names: str | Iterable[str] | None) -> tuple[str, ...]:
     """Validated extra column names (a name or a list of them; None: none)."""
     from .errors import ConfigError
     names = [names] if isinstance(names, str) else list(names or ())
@@ -183,15 +195,16 @@ def _p(value: float) -> str:
     return "<0.0001" if value < 1e-4 else f"{value:.3g}"
 
 
-def table_lines(summary: Sequence[dict], fmt: str = "simple", columns: Sequence[str] = ()) -> str:
+def table_lines(summary: Sequence[SummaryRow], fmt: str = "simple", columns: Sequence[str] = ()) -> str:
     """The summary table; ``columns`` adds optional columns (``EXTRA_COLUMNS``) after the gap."""
     headers, body = table_cells(summary, columns)
-    return tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True)
+    return str(tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True))
 
 
-def table_cells(summary: Sequence[dict], columns: Sequence[str] = ()) -> tuple[tuple[str, ...], list[tuple]]:
+def table_cells(summary: Sequence[SummaryRow], columns: Sequence[str] = ()
+                ) -> tuple[tuple[str, ...], list[tuple[object, ...]]]:
     """The summary table's headers and cells (text), as summary.md and the HTML report show them."""
-    body = []
+    body: list[tuple[object, ...]] = []
     for row in summary:
         if row["n"] == 0:
             body.append((row["model"], row["suite"], row["pair"], 0, *["-"] * (len(HEADERS) - 6 + len(columns)),
@@ -215,19 +228,19 @@ def table_cells(summary: Sequence[dict], columns: Sequence[str] = ()) -> tuple[t
 TRACE_HEADERS = ("model", "suite", "pair", "traces free", "flagged free", "traces paid", "flagged paid")
 
 
-def trace_table_lines(summary: Sequence[dict], fmt: str = "simple") -> str:
+def trace_table_lines(summary: Sequence[SummaryRow], fmt: str = "simple") -> str:
     """Flagged-trace rates per framing, for rows whose model emitted reasoning traces ("" if none did)."""
     body = [(row["model"], row["suite"], row["pair"], row["traces_free"], _rate(row["trace_flagged_free"]),
              row["traces_paid"], _rate(row["trace_flagged_paid"]))
             for row in summary if row.get("traces_free") or row.get("traces_paid")]
-    return tabulate(body, headers=TRACE_HEADERS, tablefmt=fmt, disable_numparse=True) if body else ""
+    return str(tabulate(body, headers=TRACE_HEADERS, tablefmt=fmt, disable_numparse=True)) if body else ""
 
 
-def _rate(value) -> str:
+def _rate(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def judge_meta(judge: str, columns=None) -> dict:
+def judge_meta(judge: str, columns: str | Iterable[str] | None = None) -> SummaryRow:
     """summary.json metadata about the judges: each one's accuracy measured against human
     labels (external sources and the in-house corpus, said apart), and the extra columns."""
     from .judges.accuracy import accuracy_summary
@@ -240,7 +253,7 @@ FIGURES = "figures"  # `evalkit report --figures` writes the report's figures he
 GENERATIONS = ".summary"  # generation directories, and `current`, the link the pair is read through
 
 
-def write_summary(summary: Sequence[dict], directory: str | os.PathLike, meta: dict | None = None,
+def write_summary(summary: Sequence[SummaryRow], directory: str | os.PathLike[str], meta: SummaryRow | None = None,
                   figures: Sequence[tuple[str, str]] = (), unless_changed_from: str | None = None
                   ) -> tuple[Path, Path]:
     """Write summary.json and summary.md as one consistent pair.

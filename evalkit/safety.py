@@ -120,8 +120,8 @@ def redact_error(text: str, secrets: Iterable[str] = ()) -> str:
     text = redact_text(text, known)
     grams = {s.lower()[i:i + _ECHO_GRAM] for s in known for i in range(len(s) - _ECHO_GRAM + 1)}
 
-    def word(match: re.Match) -> str:
-        token = match.group(0)
+    def word(match: re.Match[str]) -> str:
+        token: str = match.group(0)
         lowered = token.lower()
         if _MASKED.search(token) or any(lowered[i:i + _ECHO_GRAM] in grams
                                         for i in range(len(lowered) - _ECHO_GRAM + 1)):

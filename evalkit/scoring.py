@@ -22,15 +22,19 @@ import csv
 import io
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
 from .errors import InputError
 from .judges import COMPLIANCE, LABELS, REFUSAL, UNCLEAR
 from .stats import ConfusionMatrix, Kappa, Rate, cohen_kappa
+
+if TYPE_CHECKING:
+    from .judges import JudgeSettings
 
 PARTIAL = "partial"
 HUMAN_LABELS = (REFUSAL, COMPLIANCE, PARTIAL, UNCLEAR)
@@ -58,7 +62,7 @@ class JudgeScore:
     human_unclear: int = 0
     source: str = ALL_SOURCES
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"judge": self.judge, "source": self.source, "accuracy": self.accuracy.as_dict(),
                 "sensitivity": self.sensitivity.as_dict(), "specificity": self.specificity.as_dict(),
                 "not_refused": self.not_refused.as_dict(), "undecided": self.undecided,
@@ -169,7 +173,7 @@ def parse_label_map(text: str | None) -> dict[str, str]:
     return mapping
 
 
-def _rows(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+def _rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
     """(columns, [(row number, row)]) of a CSV or JSONL file."""
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -178,7 +182,8 @@ def _rows(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=str(path)) from None
     if path.suffix.lower() in (".jsonl", ".ndjson"):
-        rows, columns = [], {}
+        rows: list[tuple[int, dict[str, Any]]] = []
+        columns: dict[str, None] = {}
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
@@ -200,7 +205,7 @@ def _rows(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
         raise InputError(f"malformed CSV: {exc}", file=str(path)) from None
 
 
-def _cell(row: dict, column: str, path: Path, number: int) -> str:
+def _cell(row: dict[str, Any], column: str, path: Path, number: int) -> str:
     value = row.get(column)
     if value is None:
         if column in row:
@@ -241,7 +246,8 @@ def load_labelled(path: str | Path, *, text_column: str = "text", label_column: 
     return out
 
 
-def judge_labelled(items: Sequence[LabelledResponse], names: Sequence[str], settings=None) -> dict[str, list[str]]:
+def judge_labelled(items: Sequence[LabelledResponse], names: Sequence[str], settings: JudgeSettings | None = None
+                   ) -> dict[str, list[str]]:
     """Each judge's labels of ``items``. Model judges see the row's prompt as the behavior."""
     from .datasets import Behavior
     from .engines import Response
@@ -310,15 +316,16 @@ def cmd_judges_score(args: argparse.Namespace) -> int:
                           "scores": [s.as_dict() for s in scores]}, indent=2, sort_keys=True))
         return 0
     for source in dict.fromkeys(i.source for i in items):
-        counts = Counter(i.label for i in items if i.source == source)
-        print(f"{source}: {sum(counts.values())} labelled responses ("
-              + ", ".join(f"{counts[label]} {label}" for label in HUMAN_LABELS if counts[label]) + ")")
+        tally = Counter(i.label for i in items if i.source == source)
+        print(f"{source}: {sum(tally.values())} labelled responses ("
+              + ", ".join(f"{tally[label]} {label}" for label in HUMAN_LABELS if tally[label]) + ")")
     print()
     print(format_scores(scores, confusion=not args.no_confusion))
     return 0
 
 
-def add_score_command(commands, add_judge_options) -> None:
+def add_score_command(commands: argparse._SubParsersAction[argparse.ArgumentParser],
+                      add_judge_options: Callable[[argparse.ArgumentParser], object]) -> None:
     score = commands.add_parser(
         "score", help="score judges against human labels in CSV or JSONL files: accuracy, sensitivity, "
                       "specificity (Wilson intervals), Cohen's kappa, confusion matrix, partial refusals apart")
@@ -358,7 +365,8 @@ SOURCES = {
 }
 
 
-def measure_accuracy(xstest_dir: str | Path, corpus: str | Path, judges: Sequence[str]) -> dict[str, dict]:
+def measure_accuracy(xstest_dir: str | Path, corpus: str | Path, judges: Sequence[str]
+                     ) -> dict[str, dict[str, dict[str, Any]]]:
     """{judge: {source: scores}} for the sources of ``SOURCES``: what judge_accuracy.toml records."""
     xstest_dir = Path(xstest_dir)
     mapping = parse_label_map("xstest")
@@ -373,7 +381,7 @@ def measure_accuracy(xstest_dir: str | Path, corpus: str | Path, judges: Sequenc
     groups = {s: [k for k, i in enumerate(items) if i.source == s] for s in ("xstest-v1-gpt4", "xstest-v1-llama2",
                                                                             "judge-corpus")}
     groups["xstest-v1"] = groups["xstest-v1-gpt4"] + groups["xstest-v1-llama2"]
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, dict[str, Any]]] = {}
     for judge in judges:
         out[judge] = {}
         for source in SOURCES:

@@ -18,9 +18,13 @@ import json
 import re
 import tomllib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .runs import RunSpec
 
 FORMAT = 1
 DIRECTORY = "__evalkit_snapshots__"
@@ -28,13 +32,12 @@ DIRECTORY = "__evalkit_snapshots__"
 # value of these is not the baseline of a model update.
 MEASUREMENT_FIELDS = ("seed", "dataset_sha256", "n_behaviors", "framing_set", "framing_texts_sha256", "pair",
                       "protocol", "batch_size", "max_tokens", "temperature", "judge", "judge_sha256")
-MODEL_FIELDS = ("model", "engine", "revision", "engine_sha256")
 SUMMARY_KEYS = ("n", "a", "b", "c", "d", "refusal_free", "refusal_paid", "gap", "gap_ci", "mcnemar_midp",
                 "mcnemar_exact_p", "flip_rate", "errors")
 MAX_IDS = 12  # behavior ids listed in a change summary; the diff of the file has them all
 
 
-def _sha(value) -> str:
+def _sha(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -60,12 +63,12 @@ class DecisionSnapshot:
     alias: str
     suite: str
     pair: str
-    provenance: dict
-    summary: dict
+    provenance: dict[str, object]
+    summary: dict[str, object]
     codes: dict[str, str]
 
 
-def provenance(spec, judge_name: str, judge_description: Mapping) -> dict:
+def provenance(spec: RunSpec, judge_name: str, judge_description: Mapping[str, object]) -> dict[str, object]:
     """What a row's decisions depend on, from its run specification (``runs.RunSpec``)."""
     engine_config = dict(spec.engine_config)
     revision = (engine_config.get("options") or {}).get("revision")
@@ -97,7 +100,7 @@ def render(snapshot: DecisionSnapshot) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _toml(value) -> str:
+def _toml(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -144,11 +147,11 @@ def compare(stored: DecisionSnapshot, current: DecisionSnapshot, categories: Map
                           tuple(b for b in stored.codes if b not in current.codes), len(both))
 
 
-def _listing(counts) -> str:
+def _listing(counts: Iterable[tuple[str, int]]) -> str:
     return ", ".join(f"{name} {count}" for name, count in counts) or "none"
 
 
-def _ids(ids) -> str:
+def _ids(ids: Sequence[str]) -> str:
     shown = ", ".join(ids[:MAX_IDS])
     return shown + (f" (+{len(ids) - MAX_IDS} more)" if len(ids) > MAX_IDS else "")
 
@@ -168,7 +171,8 @@ def describe_change(stored: DecisionSnapshot, current: DecisionSnapshot, change:
     lines.append(f"  transitions: {_listing(change.transitions)}")
     lines.append(f"  by category: {_listing(change.categories)}")
     numbers = [f"{key.replace('_', ' ')} {_num(stored.summary.get(key))} -> {_num(current.summary.get(key))}"
-               for key in ("refusal_free", "refusal_paid", "gap") if stored.summary.get(key) != current.summary.get(key)]
+               for key in ("refusal_free", "refusal_paid", "gap")
+               if stored.summary.get(key) != current.summary.get(key)]
     if numbers:
         lines.append(f"  {', '.join(numbers)}")
     if change.changed:
@@ -179,11 +183,11 @@ def describe_change(stored: DecisionSnapshot, current: DecisionSnapshot, change:
     return "\n".join(lines)
 
 
-def _short(value) -> str:
+def _short(value: object) -> str:
     text = "none" if value is None else str(value)
     return text[:12] if re.fullmatch(r"[0-9a-f]{16,}", text) else text
 
 
-def _num(value) -> str:
+def _num(value: object) -> str:
     return "n/a" if value is None else f"{value:+.3f}" if isinstance(value, float) and value < 0 else \
         f"{value:.3f}" if isinstance(value, float) else str(value)

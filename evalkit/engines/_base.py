@@ -169,7 +169,7 @@ class EngineConfig:
 # name -> "module:attribute", imported on first use so `import evalkit` never pulls in
 # vllm, modal or an HTTP client. Third-party engines come from the `evalkit.engines`
 # entry-point group (evalkit.plugins), read only for a name not registered here.
-_REGISTRY: dict[str, Any] = {  # "module:attribute" or an EngineFactory
+_REGISTRY: dict[str, str | EngineFactory] = {  # "module:attribute" or an EngineFactory
     "sim": "evalkit.engines.sim:SimEngine",
     "vllm": "evalkit.engines.vllm:VLLMEngine",
     "openai": "evalkit.engines.openai:OpenAIEngine",
@@ -195,12 +195,13 @@ def engine_factory(name: str) -> EngineFactory:
     target = _REGISTRY[name]
     if isinstance(target, str):
         module_name, attribute = target.split(":")
-        target = getattr(importlib.import_module(module_name), attribute)
+        loaded: EngineFactory = getattr(importlib.import_module(module_name), attribute)
+        target = loaded
     missing = [m for m in ("validate", "identity") if not callable(getattr(target, m, None))]
     if missing:
         raise ConfigError(f"engine {name!r} ({target!r}) lacks {', '.join(missing)}: derive it from "
                           "evalkit.engines.BaseEngine", option="--engine")
-    return target  # type: ignore[return-value]
+    return target
 
 
 def create_engine(config: EngineConfig) -> Engine:

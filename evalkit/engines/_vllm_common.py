@@ -19,10 +19,13 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, EngineError, UnavailableHere
 from ._base import EngineConfig, EngineRequest, Response, split_reasoning
+
+if TYPE_CHECKING:
+    from vllm import LLM, RequestOutput
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 QUANTIZATIONS = ("none", "bitsandbytes")
@@ -208,7 +211,7 @@ def prepare_environment(settings: VLLMSettings, on_gpu: bool) -> None:
             os.environ.setdefault(key, value)
 
 
-def build_llm(settings: VLLMSettings):
+def build_llm(settings: VLLMSettings) -> LLM:
     """Check the hardware, set the environment and build ``vllm.LLM``."""
     on_gpu = gpu_available()
     settings.check_hardware(gpu_count())
@@ -255,7 +258,7 @@ def _error(message: str, latency_s: float | None = None) -> dict[str, Any]:
             "output_tokens": None, "latency_s": latency_s, "error": message}
 
 
-def completion_payload(output, latency_s: float) -> dict[str, Any]:
+def completion_payload(output: RequestOutput, latency_s: float) -> dict[str, Any]:
     """A vLLM ``RequestOutput`` as a response payload, the reasoning trace split off."""
     completion = output.outputs[0]
     text, reasoning = split_reasoning(completion.text)
@@ -279,15 +282,16 @@ class BatchGenerator:
     concurrently, so per-request time has no meaning inside a batch.
     """
 
-    def __init__(self, settings: VLLMSettings, llm=None):
+    def __init__(self, settings: VLLMSettings, llm: LLM | None = None) -> None:
         self.settings = settings
-        self.llm = llm if llm is not None else build_llm(settings)  # EngineError if vllm is missing
+        built = llm if llm is not None else build_llm(settings)  # EngineError if vllm is missing
+        self.llm: LLM | None = built  # None once closed
         from vllm import SamplingParams
 
         self.sampling = SamplingParams(temperature=settings.temperature, max_tokens=settings.max_tokens,
                                        seed=settings.seed)
-        self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
-        self.tokenizer = self.llm.get_tokenizer()
+        self.max_model_len = int(built.llm_engine.model_config.max_model_len)
+        self.tokenizer = built.get_tokenizer()
         with _OPEN_LOCK:
             _OPEN.add(self)
 
@@ -297,6 +301,8 @@ class BatchGenerator:
         if payload["format"] == "chat":
             rendered = self.tokenizer.apply_chat_template(payload["messages"], add_generation_prompt=True,
                                                           tokenize=False)
+            if not isinstance(rendered, str):  # tokenize=False renders text
+                raise TypeError(f"the chat template rendered {type(rendered).__name__}, not text")
             return len(self.tokenizer.encode(rendered, add_special_tokens=False))
         return len(self.tokenizer.encode(payload["text"]))
 
@@ -311,10 +317,13 @@ class BatchGenerator:
             return "empty prompt"
         return None
 
-    def _call(self, payloads: Sequence[dict[str, Any]]):
+    def _call(self, payloads: Sequence[dict[str, Any]]) -> list[RequestOutput]:
+        llm = self.llm
+        if llm is None:
+            raise EngineError("the vllm engine is closed")
         if payloads[0]["format"] == "chat":
-            return self.llm.chat([p["messages"] for p in payloads], self.sampling, use_tqdm=False)
-        return self.llm.generate([p["text"] for p in payloads], self.sampling, use_tqdm=False)
+            return llm.chat([p["messages"] for p in payloads], self.sampling, use_tqdm=False)
+        return llm.generate([p["text"] for p in payloads], self.sampling, use_tqdm=False)
 
     def _run_group(self, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
         started = time.perf_counter()
@@ -381,5 +390,5 @@ class BatchGenerator:
 
 
 _OPEN: weakref.WeakSet[BatchGenerator] = weakref.WeakSet()
-_PARKED: list = []
+_PARKED: list[LLM] = []
 _OPEN_LOCK = threading.Lock()

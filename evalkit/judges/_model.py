@@ -22,6 +22,9 @@ from ..options import ENGINE as ENGINE_OPTIONS
 from ..protocols import Request
 from ._base import ERROR, Verdict, unjudgeable
 
+# a judged response's identity: (behavior id, response text, reasoning)
+MemoKey = tuple[str, str, str]
+
 MEMO_SIZE = 8192  # verdicts kept for re-use (a vote asks its members again for the same response)
 JUDGE_BATCH = 32  # responses per judge-engine call
 
@@ -80,7 +83,7 @@ class EngineBackedJudge:
         self.behaviors = dict(behaviors)
         self._engine_factory = engine_factory
         self._engine: Engine | None = None
-        self._memo: OrderedDict[tuple, Verdict] = OrderedDict()
+        self._memo: OrderedDict[MemoKey, Verdict] = OrderedDict()
 
     # ------------------------------------------------------------ subclass hooks
 
@@ -113,7 +116,7 @@ class EngineBackedJudge:
         if len(requests) != len(responses):
             raise ValueError("requests and responses differ in length")
         verdicts: list[Verdict | None] = [None] * len(requests)
-        pending: list[tuple[int, tuple, Prompt]] = []
+        pending: list[tuple[int, MemoKey, Prompt]] = []
         for i, (request, response) in enumerate(zip(requests, responses)):
             bad = unjudgeable(response, self.name)
             if bad:
@@ -147,7 +150,7 @@ class EngineBackedJudge:
             raise RuntimeError(f"no verdict for responses {missing[:5]}")
         return verdicts  # type: ignore[return-value]
 
-    def _remember(self, key: tuple, verdict: Verdict) -> Verdict:
+    def _remember(self, key: MemoKey, verdict: Verdict) -> Verdict:
         self._memo[key] = verdict
         if len(self._memo) > MEMO_SIZE:
             self._memo.popitem(last=False)

@@ -13,6 +13,7 @@ uncertainty.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -73,14 +74,14 @@ def error_rates(judge: str, source: str = CORRECTION_SOURCE) -> ErrorRates | Non
     return ErrorRates(judge, source, int(se), int(n1), int(sp), int(n0))
 
 
-def _rate(pair) -> dict[str, Any]:
+def _rate(pair: Sequence[int]) -> dict[str, Any]:
     from ..stats import wilson_interval
     successes, n = int(pair[0]), int(pair[1])
     return {"rate": round(successes / n, 4) if n else None, "successes": successes, "n": n,
             "wilson_ci": [round(v, 4) for v in wilson_interval(successes, n)] if n else None}
 
 
-def accuracy_summary(judges) -> dict[str, Any]:
+def accuracy_summary(judges: Iterable[str]) -> dict[str, Any]:
     """For summary.json's metadata: each judge's measured accuracy per source, with Wilson
     intervals, and what each source is."""
     table = accuracy_table()

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..datasets import Behavior
 from ..engines import Engine, EngineConfig, Response, create_engine
@@ -31,6 +31,20 @@ from ..errors import ConfigError
 from ..framings import Message, Prompt, template_fields
 from ._base import COMPLIANCE, NOT_APPLICABLE, REFUSAL, UNCLEAR, Verdict, judge
 from ._model import EngineBackedJudge, check_engine_name, judge_engine_config, split_judge_options
+
+if TYPE_CHECKING:
+    from ._base import JudgeBuilder
+    from .config import JudgeSettings
+
+
+class Tokenizer(Protocol):
+    """The part of a transformers tokenizer the classifier's truncation uses."""
+
+    truncation_side: str
+
+    def encode(self, text: str, *, max_length: int, truncation: bool) -> list[int]: ...
+
+    def decode(self, token_ids: list[int], *, skip_special_tokens: bool) -> str | list[str]: ...
 
 DEFAULT_CLASSIFIER = "cais/HarmBench-Llama-2-13b-cls"
 BUILTIN_TEMPLATE = "harmbench_classifier.toml"
@@ -103,12 +117,15 @@ def template_kind(behavior: Behavior) -> str | None:
     return STANDARD
 
 
-def truncate_to_tokens(text: str, tokenizer, max_tokens: int) -> str:
+def truncate_to_tokens(text: str, tokenizer: Tokenizer, max_tokens: int) -> str:
     """HarmBench's clipping: encode with right truncation to ``max_tokens`` (special tokens
     included, as HarmBench counts them), decode without special tokens."""
     tokenizer.truncation_side = "right"
     ids = tokenizer.encode(text, max_length=max_tokens, truncation=True)
-    return tokenizer.decode(ids, skip_special_tokens=True)
+    decoded = tokenizer.decode(ids, skip_special_tokens=True)
+    if not isinstance(decoded, str):  # one sequence of ids decodes to one string
+        raise TypeError(f"the tokenizer decoded one sequence into {type(decoded).__name__}")
+    return decoded
 
 
 def parse_classifier_output(text: str) -> Verdict:
@@ -119,7 +136,7 @@ def parse_classifier_output(text: str) -> Verdict:
     return Verdict(UNCLEAR, HarmBenchClassifierJudge.name, "classifier-output-not-yes-or-no")
 
 
-def _load_tokenizer(name_or_path: str, revision: str | None):
+def _load_tokenizer(name_or_path: str, revision: str | None) -> Tokenizer:
     try:
         from transformers import AutoTokenizer
     except ImportError as exc:
@@ -143,7 +160,7 @@ class HarmBenchClassifierJudge(EngineBackedJudge):
                  engine_options: Mapping[str, Any] | None = None, tokenizer: str | None = None,
                  template: str | None = None, max_response_tokens: int = MAX_RESPONSE_TOKENS,
                  engine_factory: Callable[[EngineConfig], Engine] = create_engine,
-                 tokenizer_loader: Callable[[str, str | None], Any] = _load_tokenizer) -> None:
+                 tokenizer_loader: Callable[[str, str | None], Tokenizer] = _load_tokenizer) -> None:
         check_engine_name(engine)
         if max_response_tokens < 1:
             raise ConfigError(f"max_response_tokens must be at least 1, got {max_response_tokens}",
@@ -155,10 +172,11 @@ class HarmBenchClassifierJudge(EngineBackedJudge):
         self.tokenizer_name = tokenizer or model
         self.max_response_tokens = int(max_response_tokens)
         self._tokenizer_loader = tokenizer_loader
-        self._tokenizer = None
+        self._tokenizer: Tokenizer | None = None
 
     @classmethod
-    def from_settings(cls, settings, *, behaviors, build) -> HarmBenchClassifierJudge:
+    def from_settings(cls, settings: JudgeSettings, *, behaviors: Mapping[str, Behavior], build: JudgeBuilder
+                      ) -> HarmBenchClassifierJudge:
         check_engine_name(settings.engine)
         own, engine_options = split_judge_options(cls.name, settings.engine, settings.option_dict(), cls.JUDGE_KEYS)
         try:
@@ -170,7 +188,7 @@ class HarmBenchClassifierJudge(EngineBackedJudge):
                    max_response_tokens=max_tokens)
 
     @property
-    def tokenizer(self):
+    def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
             revision = self.engine_config.options.get("revision") if self.tokenizer_name == self.engine_config.model \
                 else None
@@ -181,18 +199,20 @@ class HarmBenchClassifierJudge(EngineBackedJudge):
         """The classifier's input for ``answer`` (already an answer without trace), or None
         when the behavior is not applicable."""
         kind = template_kind(behavior)
-        if kind is None:
-            return None
+        return None if kind is None else self._render(kind, behavior, answer)
+
+    def _render(self, kind: str, behavior: Behavior, answer: str) -> str:
         return self.templates.render(kind, behavior, truncate_to_tokens(answer, self.tokenizer,
                                                                        self.max_response_tokens))
 
     def prepare(self, behavior: Behavior, response: Response) -> Prompt | Verdict:
-        if template_kind(behavior) is None:
+        kind = template_kind(behavior)
+        if kind is None:
             return Verdict(NOT_APPLICABLE, self.name, "copyright-behavior")
         answer = response.text.strip()
         if not answer:
             return Verdict(UNCLEAR, self.name, "no-answer-after-trace")
-        rendered = self.render(behavior, answer)
+        rendered = self._render(kind, behavior, answer)
         # Raw format: the template already is the classifier's Llama-2 chat format.
         return Prompt("raw", (Message("user", rendered),), rendered)
 

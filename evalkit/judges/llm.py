@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..datasets import Behavior
 from ..engines import Engine, EngineConfig, Response, create_engine, split_reasoning
@@ -28,6 +28,12 @@ from ..errors import ConfigError
 from ..framings import Message, Prompt, template_fields
 from ._base import CLEAN, COMPLIANCE, FLAGGED, NOT_APPLICABLE, REFUSAL, UNCLEAR, Verdict, judge
 from ._model import EngineBackedJudge, check_engine_name, judge_engine_config, split_judge_options
+
+if TYPE_CHECKING:
+    from ._base import JudgeBuilder
+    from .config import JudgeSettings
+
+_T = TypeVar("_T")
 
 READS = ("answer", "reasoning")
 PLACEHOLDERS = {"behavior", "context", "response"}
@@ -84,9 +90,9 @@ def load_rubric(path_or_builtin: str) -> Rubric:
     if not isinstance(table, dict):
         raise ConfigError("missing [rubric] table", file=where)
 
-    def need(key: str, kind: type):
+    def need(key: str, kind: type[_T]) -> _T:
         value = table.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool) or (kind is str and not value.strip()):
+        if not isinstance(value, kind) or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
             raise ConfigError(f"[rubric].{key} must be a non-empty {kind.__name__}", file=where)
         return value
 
@@ -168,7 +174,8 @@ class LLMRubricJudge(EngineBackedJudge):
                          engine_factory)
 
     @classmethod
-    def from_settings(cls, settings, *, behaviors, build) -> LLMRubricJudge:
+    def from_settings(cls, settings: JudgeSettings, *, behaviors: Mapping[str, Behavior], build: JudgeBuilder
+                      ) -> LLMRubricJudge:
         if not settings.model:
             raise ConfigError(f"--judge {cls.name} needs a judge model", option="--judge-model")
         check_engine_name(settings.engine)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 from ..engines import Response, split_reasoning
 from ..errors import ConfigError
@@ -27,7 +28,7 @@ PATTERNS_FILE = "trace_patterns.toml"
 @dataclass(frozen=True)
 class TracePatterns:
     version: str
-    topics: tuple[tuple[str, tuple[re.Pattern, ...]], ...]
+    topics: tuple[tuple[str, tuple[re.Pattern[str], ...]], ...]
 
     def first_match(self, trace: str) -> str | None:
         """The topic of the first pattern found in ``trace`` (topics in file order), or None."""
@@ -92,7 +93,7 @@ class TrainingTraceJudge:
             return Verdict(FLAGGED, self.name, f"topic:{topic}")
         return Verdict(CLEAN, self.name, "no-pattern")
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         patterns = trace_patterns()
         return {"judge": self.name, "patterns_version": patterns.version,
                 "n_patterns": {topic: len(p) for topic, p in patterns.topics}, "reads": "reasoning",

@@ -13,14 +13,15 @@ their abstention (all n/a, say), the vote is that label; else unclear.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..datasets import Behavior
 from ..engines import Response
 from ..errors import ConfigError
 from ..protocols import Request
-from ._base import COMPLIANCE, DECIDED, REFUSAL, UNCLEAR, Judge, Verdict, judge, positive_label
-from .config import TIE_RULES
+from ._base import COMPLIANCE, DECIDED, REFUSAL, UNCLEAR, Judge, JudgeBuilder, Verdict, judge, positive_label
+from .config import TIE_RULES, JudgeSettings
 
 
 def majority_label(labels: Sequence[str], tie: str = "unclear") -> tuple[str, str]:
@@ -67,7 +68,8 @@ class VoteJudge:
         self.tie = tie
 
     @classmethod
-    def from_settings(cls, settings, *, behaviors, build) -> VoteJudge:
+    def from_settings(cls, settings: JudgeSettings, *, behaviors: Mapping[str, Behavior], build: JudgeBuilder
+                      ) -> VoteJudge:
         if not settings.vote_judges:
             raise ConfigError("--judge vote needs its member judges, e.g. --vote-judges refusal,seed,llm",
                               option="--vote-judges")

@@ -11,6 +11,7 @@ statistic is computed: ``evalkit --help`` and ``pytest --help`` never load numpy
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 # public name -> the submodule defining it
 _EXPORTS = {
@@ -42,7 +43,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:  # a statistic or a class: typed by the imports above for checkers
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,13 +24,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ._checks import check_alpha
 from ._intervals import Interval, newcombe_interval
 from ._mcnemar import mcnemar_midp
-from ._serialise import jsonable
+from ._serialise import fields_as_json
 from ._table import PairedTable
 
 
@@ -78,8 +79,8 @@ class GapChange:
     correlation: float  # of the two gap estimates, over behaviors
     method: str = "MOVER (Newcombe method 10 components)"
 
-    def as_dict(self) -> dict:
-        return jsonable(self)
+    def as_dict(self) -> dict[str, Any]:
+        return fields_as_json(self)
 
 
 def _verdicts(values: Sequence[bool], name: str) -> np.ndarray:

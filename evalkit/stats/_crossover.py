@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy import special
 
 from ._checks import check_alpha
 from ._scipy import stats
-from ._serialise import jsonable
+from ._serialise import fields_as_json
 from ._table import PairedTable
 
 Interval = tuple[float, float]
@@ -89,9 +91,9 @@ class CrossoverResult:
     framing_risk_difference: EffectEstimate | None
     order_risk_difference: EffectEstimate | None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (nested results become dicts, tuples become lists)."""
-        return jsonable(self)
+        return fields_as_json(self)
 
 
 def crossover_analysis(free_first: PairedTable, paid_first: PairedTable, alpha: float = 0.05) -> CrossoverResult:
@@ -239,7 +241,7 @@ def _prescott_exact_p(
     total = period1_total + concordant_total + period2_total
     period1 = _hypergeometric_range(total, period1_total, row_total)
     period2 = _hypergeometric_range(total, period2_total, row_total)
-    log_all = _log_choose(total, row_total)
+    log_all = float(_log_choose(total, np.asarray(row_total)))
     probability = 0.0
     rows = max(1, _CELLS_PER_CHUNK // period2.size)
     for start in range(0, period1.size, rows):
@@ -267,9 +269,10 @@ def _hypergeometric_range(total: int, successes: int, draws: int) -> np.ndarray:
     return np.arange(low, high + 1)
 
 
-def _log_choose(n: int, k: np.ndarray) -> np.ndarray:
+def _log_choose(n: int, k: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
     with np.errstate(invalid="ignore"):  # cells outside the support are masked by the caller
-        return special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
+        out: npt.NDArray[np.float64] = special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
+    return out
 
 
 def _risk_difference_decomposition(

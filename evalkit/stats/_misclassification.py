@@ -41,13 +41,15 @@ variance, which adds the variance of Se and Sp: Var = [p_obs(1 - p_obs)/n + p^2 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ._change import mover_difference
 from ._checks import check_alpha, check_count
 from ._intervals import Interval, gap_interval, wilson_interval
 from ._scipy import optimize, stats
-from ._serialise import jsonable
+from ._serialise import fields_as_json
 from ._table import PairedTable
 
 
@@ -109,23 +111,23 @@ def mover_ratio_interval(numerator: float, numerator_ci: Interval, denominator: 
     return low, high
 
 
-def _root_below(f, start: float, scale: float) -> float:
+def _root_below(f: Callable[[float], float], start: float, scale: float) -> float:
     """The root of the decreasing-through-zero f below ``start`` (f(start) <= 0)."""
     if f(start) >= 0.0:
         return start
     step = scale
     while f(start - step) <= 0.0:
         step *= 2.0
-    return optimize.brentq(f, start - step, start, xtol=1e-14, rtol=1e-13)
+    return float(optimize.brentq(f, start - step, start, xtol=1e-14, rtol=1e-13))
 
 
-def _root_above(f, start: float, scale: float) -> float:
+def _root_above(f: Callable[[float], float], start: float, scale: float) -> float:
     if f(start) <= 0.0:
         return start
     step = scale
     while f(start + step) >= 0.0:
         step *= 2.0
-    return optimize.brentq(f, start, start + step, xtol=1e-14, rtol=1e-13)
+    return float(optimize.brentq(f, start, start + step, xtol=1e-14, rtol=1e-13))
 
 
 def rogan_gladen_interval(positives: int, n: int, sensitivity_successes: int, refusals: int,
@@ -142,7 +144,10 @@ def rogan_gladen_interval(positives: int, n: int, sensitivity_successes: int, re
     variance = (apparent * (1 - apparent) / n + estimate ** 2 * se * (1 - se) / refusals
                 + (1 - estimate) ** 2 * sp * (1 - sp) / compliance) / youden ** 2
     half = z * math.sqrt(variance)
-    clip = lambda v: min(1.0, max(0.0, v))  # noqa: E731
+
+    def clip(v: float) -> float:
+        return min(1.0, max(0.0, v))
+
     return clip(estimate), (clip(estimate - half), clip(estimate + half))
 
 
@@ -175,8 +180,8 @@ class CorrectedGap:
     def attenuation(self) -> float:
         return self.youden
 
-    def as_dict(self) -> dict:
-        return jsonable(self)
+    def as_dict(self) -> dict[str, Any]:
+        return fields_as_json(self)
 
 
 def corrected_gap(table: PairedTable, sensitivity_successes: int, refusals: int, specificity_successes: int,

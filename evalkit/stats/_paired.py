@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 from ._checks import check_alpha
 from ._equivalence import tost_paired
 from ._intervals import CI_METHODS, Interval, gap_interval, wilson_interval
 from ._mcnemar import mcnemar_chi2, mcnemar_exact_p, mcnemar_midp
 from ._power import min_detectable_gap_over_noise
-from ._serialise import jsonable
+from ._serialise import fields_as_json
 from ._table import PairedTable
 
 # The power search depends on (n, discordance, alpha, power) only, and a session asks for
@@ -57,9 +58,9 @@ class PairedResult:
     equivalent: bool | None
     min_detectable_gap: float | None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict with one key per field (intervals become lists)."""
-        return jsonable(self)
+        return fields_as_json(self)
 
 
 def paired_analysis(

@@ -10,43 +10,54 @@ scipy.optimize, on first use.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import numpy as np
+import numpy.typing as npt
 from scipy import special
 
+Floats = npt.NDArray[np.float64]
+# what the elementwise functions return: an array for array arguments, a numpy scalar for
+# scalars (``[()]`` turns a 0-d result into its scalar, as scipy.stats does)
+ScalarOrArray = Floats | np.float64
 
-def _counts(k, n) -> tuple[np.ndarray, np.ndarray]:
+
+def _counts(k: npt.ArrayLike, n: npt.ArrayLike) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Integer arrays, as special.bdtr requires (a float count is deprecated there)."""
     return np.floor(np.asarray(k, dtype=float)).astype(np.int64), np.asarray(n).astype(np.int64)
 
 
-def _binom_cdf(k, n, p):
-    k, n = _counts(k, n)
-    inside = special.bdtr(np.clip(k, 0, np.maximum(n, 0)), n, p)
-    return np.where(k < 0, 0.0, np.where(k >= n, 1.0, inside))[()]
+def _binom_cdf(k: npt.ArrayLike, n: npt.ArrayLike, p: npt.ArrayLike) -> ScalarOrArray:
+    counts, trials = _counts(k, n)
+    inside = special.bdtr(np.clip(counts, 0, np.maximum(trials, 0)), trials, p)
+    out: ScalarOrArray = np.where(counts < 0, 0.0, np.where(counts >= trials, 1.0, inside))[()]
+    return out
 
 
-def _binom_sf(k, n, p):
-    k, n = _counts(k, n)
-    inside = special.bdtrc(np.clip(k, 0, np.maximum(n, 0)), n, p)
-    return np.where(k < 0, 1.0, np.where(k >= n, 0.0, inside))[()]
+def _binom_sf(k: npt.ArrayLike, n: npt.ArrayLike, p: npt.ArrayLike) -> ScalarOrArray:
+    counts, trials = _counts(k, n)
+    inside = special.bdtrc(np.clip(counts, 0, np.maximum(trials, 0)), trials, p)
+    out: ScalarOrArray = np.where(counts < 0, 1.0, np.where(counts >= trials, 0.0, inside))[()]
+    return out
 
 
-def _binom_logpmf(k, n, p):
-    k, n, p = np.asarray(k, dtype=float), np.asarray(n, dtype=float), np.asarray(p, dtype=float)
+def _binom_logpmf(k: npt.ArrayLike, n: npt.ArrayLike, p: npt.ArrayLike) -> ScalarOrArray:
+    ks, ns, ps = np.asarray(k, dtype=float), np.asarray(n, dtype=float), np.asarray(p, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_choose = special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
+        log_choose = special.gammaln(ns + 1) - special.gammaln(ks + 1) - special.gammaln(ns - ks + 1)
         # xlogy / xlog1py: 0 * log(0) = 0, so p = 0 or 1 gives the right point masses
-        value = log_choose + special.xlogy(k, p) + special.xlog1py(n - k, -p)
-    return np.where((k < 0) | (k > n) | (k != np.floor(k)), -np.inf, value)[()]
+        value = log_choose + special.xlogy(ks, ps) + special.xlog1py(ns - ks, -ps)
+    out: ScalarOrArray = np.where((ks < 0) | (ks > ns) | (ks != np.floor(ks)), -np.inf, value)[()]
+    return out
 
 
-def _binom_pmf(k, n, p):
-    return np.exp(_binom_logpmf(k, n, p))[()]
+def _binom_pmf(k: npt.ArrayLike, n: npt.ArrayLike, p: npt.ArrayLike) -> ScalarOrArray:
+    out: ScalarOrArray = np.exp(_binom_logpmf(k, n, p))[()]
+    return out
 
 
-def _quantile(q, low: int, pmf: np.ndarray) -> float:
+def _quantile(q: float, low: int, pmf: Floats) -> float:
     """The smallest count whose cdf reaches q (scipy's definition) for a pmf over low, low+1, ...;
     a relative tolerance of 1e-10 keeps a cdf exactly equal to q (0.5 at a symmetric midpoint)
     at its count."""
@@ -54,13 +65,13 @@ def _quantile(q, low: int, pmf: np.ndarray) -> float:
     return float(low + min(int(np.searchsorted(cumulative, q * (1 - 1e-10), side="left")), pmf.size - 1))
 
 
-def _binom_ppf(q, n, p) -> float:
+def _binom_ppf(q: float, n: int, p: float) -> float:
     """Binomial quantile for scalar arguments, O(n)."""
-    n = int(n)
-    return _quantile(q, 0, _binom_pmf(np.arange(n + 1), n, p))
+    trials = int(n)
+    return _quantile(q, 0, np.asarray(_binom_pmf(np.arange(trials + 1), trials, p)))
 
 
-def _fisher_exact(table, alternative: str = "two-sided"):
+def _fisher_exact(table: npt.ArrayLike, alternative: str = "two-sided") -> tuple[float, float]:
     """Two-sided Fisher exact test of a 2x2 table: the probability, given the margins, of
     every table no more likely than the observed one (scipy's rule, relative tolerance 1e-7)."""
     if alternative != "two-sided":
@@ -82,20 +93,21 @@ def _fisher_exact(table, alternative: str = "two-sided"):
     return odds_ratio, min(1.0, p_value)
 
 
-def _hypergeom_support(total: int, successes: int, draws: int) -> tuple[int, np.ndarray]:
+def _hypergeom_support(total: int, successes: int, draws: int) -> tuple[int, Floats]:
     """The lowest count and the pmf over the whole support of Hypergeometric(total, successes,
     draws) (scipy.stats' argument order M, n, N), from log binomial coefficients."""
     total, successes, draws = int(total), int(successes), int(draws)
     low, high = max(0, draws - (total - successes)), min(successes, draws)
     k = np.arange(low, high + 1, dtype=float)
 
-    def log_choose(n, r):
-        return special.gammaln(n + 1) - special.gammaln(r + 1) - special.gammaln(n - r + 1)
+    def log_choose(n: float | Floats, r: float | Floats) -> Floats:
+        out: Floats = special.gammaln(n + 1) - special.gammaln(r + 1) - special.gammaln(n - r + 1)
+        return out
 
     return low, np.exp(log_choose(successes, k) + log_choose(total - successes, draws - k) - log_choose(total, draws))
 
 
-def _hypergeom_cdf(k, total, successes, draws) -> float:
+def _hypergeom_cdf(k: float, total: int, successes: int, draws: int) -> float:
     low, pmf = _hypergeom_support(total, successes, draws)
     index = int(np.floor(k)) - low
     if index < 0:
@@ -103,14 +115,14 @@ def _hypergeom_cdf(k, total, successes, draws) -> float:
     return 1.0 if index >= pmf.size - 1 else min(1.0, float(pmf[:index + 1].sum()))
 
 
-def _hypergeom_ppf(q, total, successes, draws) -> float:
+def _hypergeom_ppf(q: float, total: int, successes: int, draws: int) -> float:
     return _quantile(q, *_hypergeom_support(total, successes, draws))
 
 
-def _brentq(*args, **kwargs):
+def _brentq(f: Callable[[float], float], a: float, b: float, **tolerances: float) -> float:
     from scipy import optimize as _optimize  # only the Tango interval and the power search need it
 
-    return _optimize.brentq(*args, **kwargs)
+    return float(_optimize.brentq(f, a, b, **tolerances))
 
 
 norm = SimpleNamespace(ppf=lambda q: special.ndtri(q), cdf=lambda x: special.ndtr(x), sf=lambda x: special.ndtr(-x))

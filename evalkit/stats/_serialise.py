@@ -21,3 +21,11 @@ def jsonable(value: Any) -> Any:
             raise ValueError(f"refusing to serialise a non-finite statistic: {value!r}")
         return value
     raise TypeError(f"cannot serialise {type(value).__name__} value {value!r}")
+
+
+def fields_as_json(instance: object) -> dict[str, Any]:
+    """A result dataclass as a JSON object: ``jsonable`` of it, one key per field."""
+    if not dataclasses.is_dataclass(instance) or isinstance(instance, type):
+        raise TypeError(f"not a dataclass instance: {instance!r}")
+    out: dict[str, Any] = jsonable(instance)
+    return out

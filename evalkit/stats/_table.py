@@ -6,8 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from ._checks import check_count
+
+# one refusal verdict per behavior (True = refused): a sequence, or a numpy array of them
+Verdicts = Sequence[bool] | npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class PairedTable:
             object.__setattr__(self, name, check_count(getattr(self, name), name))
 
     @classmethod
-    def from_verdicts(cls, free: Sequence[bool], paid: Sequence[bool]) -> PairedTable:
+    def from_verdicts(cls, free: Verdicts, paid: Verdicts) -> PairedTable:
         """Count paired verdicts; ``free[i]`` and ``paid[i]`` are behavior i's (True = refused)."""
         free_refused = _as_verdicts(free, "free")
         paid_refused = _as_verdicts(paid, "paid")
@@ -78,7 +82,7 @@ class PairedTable:
         return self.n
 
 
-def _as_verdicts(values: Sequence[bool], name: str) -> np.ndarray:
+def _as_verdicts(values: Verdicts, name: str) -> npt.NDArray[np.bool_]:
     array = np.asarray(values)
     if array.ndim != 1:
         raise ValueError(f"{name} must be a one-dimensional sequence of verdicts")

@@ -22,6 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -34,6 +35,10 @@ def find_chromium() -> str | None:
     return next((path for path in map(shutil.which, BROWSERS) if path), None)
 
 
+# a DevTools protocol message (command, reply or event): JSON of whatever shape the method has
+Message = dict[str, Any]
+
+
 @dataclass
 class PageLoad:
     """What loading one URL did."""
@@ -41,21 +46,22 @@ class PageLoad:
     url: str
     console_errors: list[str] = field(default_factory=list)  # console.error, exceptions, error log entries
     requests: list[str] = field(default_factory=list)  # every URL the page requested, its own included
-    log: list[dict] = field(default_factory=list)  # every Log.entryAdded entry
+    log: list[Message] = field(default_factory=list)  # every Log.entryAdded entry
 
 
 class Chromium:
     """One headless browser process; ``with Chromium() as browser: browser.open(path)``."""
 
     def __init__(self, executable: str | None = None, timeout: float = 60.0) -> None:
-        self.executable = executable or find_chromium()
-        if self.executable is None:
+        found = executable or find_chromium()
+        if found is None:
             raise FileNotFoundError("no Chromium found (apt-get install chromium, or set EVALKIT_CHROMIUM)")
+        self.executable: str = found
         self.timeout = timeout
         self._ids = itertools.count(1)
-        self._events: list[dict] = []
+        self._events: list[Message] = []
 
-    def __enter__(self) -> "Chromium":
+    def __enter__(self) -> Chromium:
         from websockets.sync.client import connect
 
         self._profile = tempfile.mkdtemp(prefix="evalkit-chromium-")
@@ -70,7 +76,8 @@ class Chromium:
         deadline = time.monotonic() + self.timeout
         while not port_file.is_file() or len(port_file.read_text().splitlines()) < 2:
             if self._process.poll() is not None or time.monotonic() > deadline:
-                error = self._process.stderr.read().decode(errors="replace")[-2000:] if self._process.poll() else ""
+                stderr = self._process.stderr  # a pipe (stderr=PIPE above)
+                error = stderr.read().decode(errors="replace")[-2000:] if self._process.poll() and stderr else ""
                 self.__exit__(None, None, None)
                 raise RuntimeError(f"chromium did not start: {error or 'timeout'}")
             time.sleep(0.05)
@@ -80,7 +87,7 @@ class Chromium:
                                                            open_timeout=self.timeout))
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         sockets = getattr(self, "_sockets", None)
         if sockets is not None:
             sockets.close()
@@ -91,28 +98,30 @@ class Chromium:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
-        self._process.stderr.close()
+        if self._process.stderr is not None:
+            self._process.stderr.close()
         shutil.rmtree(self._profile, ignore_errors=True)
 
     # ------------------------------------------------------------ protocol
 
-    def send(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
+    def send(self, method: str, params: Message | None = None, session: str | None = None) -> Message:
         """One command; events that arrive meanwhile are kept for ``events``."""
         message_id = next(self._ids)
-        message = {"id": message_id, "method": method, "params": params or {}}
+        message: Message = {"id": message_id, "method": method, "params": params or {}}
         if session:
             message["sessionId"] = session
         self._socket.send(json.dumps(message))
         deadline = time.monotonic() + self.timeout
         while True:
-            reply = json.loads(self._socket.recv(timeout=max(0.1, deadline - time.monotonic())))
+            reply: Message = json.loads(self._socket.recv(timeout=max(0.1, deadline - time.monotonic())))
             if reply.get("id") == message_id:
                 if "error" in reply:
                     raise RuntimeError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
+                result: Message = reply.get("result", {})
+                return result
             self._events.append(reply)
 
-    def wait_for(self, method: str, session: str | None = None) -> dict:
+    def wait_for(self, method: str, session: str | None = None) -> Message:
         """The first event named ``method`` (already received or the next to come)."""
         deadline = time.monotonic() + self.timeout
         while True:
@@ -132,7 +141,7 @@ class Chromium:
 
     # ------------------------------------------------------------ pages
 
-    def open(self, path: str | os.PathLike, width: int = 1280, height: int = 900) -> "Page":
+    def open(self, path: str | os.PathLike[str], width: int = 1280, height: int = 900) -> Page:
         """Load a file in a fresh page and wait for its load event; the page records console
         errors and requests from before the navigation starts."""
         url = Path(path).resolve().as_uri()
@@ -158,7 +167,7 @@ class Page:
         self.browser, self.session, self.target, self.load, self.load_seconds = (browser, session, target, load,
                                                                                   load_seconds)
 
-    def collect(self, events: list[dict]) -> None:
+    def collect(self, events: list[Message]) -> None:
         for event in events:
             if event.get("sessionId") != self.session:
                 continue
@@ -177,7 +186,7 @@ class Page:
                 if entry.get("level") == "error":
                     self.load.console_errors.append(f"{entry.get('source')}: {entry.get('text')}")
 
-    def evaluate(self, expression: str):
+    def evaluate(self, expression: str) -> Any:
         """A JavaScript expression's value (JSON-serialisable), evaluated in the page."""
         result = self.browser.send("Runtime.evaluate", {"expression": expression, "returnByValue": True},
                                    session=self.session)
@@ -185,7 +194,7 @@ class Page:
             raise RuntimeError(f"evaluate failed: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    def screenshot(self, path: str | os.PathLike, height: int | None = None) -> Path:
+    def screenshot(self, path: str | os.PathLike[str], height: int | None = None) -> Path:
         """A PNG of the page at its width: the whole page, or its top ``height`` pixels."""
         full = self.evaluate("document.documentElement.scrollHeight")
         width = self.evaluate("document.documentElement.clientWidth")
