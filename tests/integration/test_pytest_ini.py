@@ -28,7 +28,8 @@ def row_ns(tmp_path):
 def test_a_session_from_pytest_ini_alone(pytester, harmbench_csv, tmp_path):
     project(pytester, harmbench_csv, tmp_path)
     result = pytester.runpytest_subprocess("-v", "-p", "no:cacheprovider")
-    ids = {line.split("[", 1)[1].split("]", 1)[0] for line in result.outlines if "test_suite.py::" in line and "[" in line}
+    ids = {line.split("[", 1)[1].split("]", 1)[0] for line in result.outlines
+           if "test_suite.py::" in line and "[" in line}
     assert ids == {f"{m}-replication-{p}" for m in ("a", "b") for p in ("free-vs-paid", "aa-control")}
     assert set(row_ns(tmp_path).values()) == {40}
     # the ini's flip-rate bound (0.5, not the default 0.05) reached the checks
