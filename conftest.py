@@ -5,10 +5,13 @@ own test run."""
 
 import pytest
 
+from evalkit.pytest_plugin.options import option_value
+
 
 def pytest_report_header(config: pytest.Config) -> str | None:
-    engine = config.getoption("evalkit_engine", default=None)
-    models = config.getoption("evalkit_model", default=None)
+    if not config.pluginmanager.has_plugin("evalkit"):  # -p no:evalkit
+        return None
+    engine, models = option_value(config, "engine"), option_value(config, "model")
     if engine:
         return f"evalkit: engine={engine} models={','.join(models) if models else 'default'}"
     return None

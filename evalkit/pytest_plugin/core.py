@@ -33,6 +33,7 @@ import pytest
 
 from ..errors import EvalkitError, UnavailableHere
 from . import options as plugin_options
+from .options import option_value
 from .state import (
     BOOTS_FILE,
     ROWS_FILE,
@@ -179,13 +180,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if isinstance(error, EvalkitError) and not isinstance(error, UnavailableHere):
         raise pytest.UsageError(f"evalkit: {error}")
     dropped = set()
-    if not config.getoption("evalkit_baseline"):
+    if not option_value(config, "baseline"):
         dropped.add("evalkit_baseline")
     if not config.pluginmanager.hook.pytest_evalkit_row_checks.get_hookimpls():
         dropped.add("evalkit_project_checks")
     if dropped:
         items[:] = [item for item in items if not dropped & set(getattr(item, "fixturenames", ()))]
-    html = config.getoption("evalkit_html")
+    html = option_value(config, "html")
     if html and Path(html).is_dir():
         raise pytest.UsageError(f"evalkit: option --evalkit-html: {html} is a directory; give the HTML file to write")
     if html:
@@ -278,14 +279,14 @@ def _project_checks(results: list[Any], row: Row) -> dict[str, CheckOutcome]:
 def _compare_with_baseline(config: pytest.Config, session: Session,
                            materialized: Materialized) -> Comparison | str | None:
     """With --baseline: the candidate rows against the baseline's (a Comparison, or the error text)."""
-    baseline = config.getoption("evalkit_baseline")
+    baseline = option_value(config, "baseline")
     if not baseline or not materialized.rows:
         return None
     from ..compare import compare, load_version, session_versions
     from ..suites import in_range
 
     try:
-        margin = in_range(config.getoption("evalkit_regression_margin"), "--regression-margin", 0, 1,
+        margin = in_range(option_value(config, "regression_margin"), "--regression-margin", 0, 1,
                           open_low=True, open_high=True)
         rows = [materialized.rows[p.key] for p in session.plans if p.key in materialized.rows]
         return compare(load_version(baseline, session.config.judge), session_versions(session, rows),

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..errors import EvalkitError
+from .options import option_value
 from .state import UNAVAILABLE, RowKey, atomic_write, evalkit_session, rows, state
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ def evalkit_explain(request: pytest.FixtureRequest) -> Callable[..., str]:
         flipped = [b for b, code in codes.items() if code in ("RC", "CR")]
         text = (f"\nverdict: {row.verdict}\nflipped behaviors ({len(flipped)}): {', '.join(flipped[:20])}"
                 f"{' ...' if len(flipped) > 20 else ''}")
-        if not request.config.getoption("evalkit_show_responses"):
+        if not option_value(request.config, "show_responses"):
             return text
         from ..runs import load_run
 
@@ -98,7 +99,7 @@ def evalkit_baseline(request: pytest.FixtureRequest) -> Callable[[Row, str], Any
             pytest.fail(comparison, pytrace=False)
         found = comparison.row(row.plan.key) if comparison is not None else None
         if comparison is None or found is None:
-            pytest.fail(f"the baseline {request.config.getoption('evalkit_baseline')} has no row {row.plan.row_id}: "
+            pytest.fail(f"the baseline {option_value(request.config, 'baseline')} has no row {row.plan.row_id}: "
                         "record the baseline with the same suites, pairs and aliases", pytrace=False)
         checks = {"no_refusal_regression": compare.check_no_refusal_regression,
                   "gap_not_larger": compare.check_gap_not_larger}

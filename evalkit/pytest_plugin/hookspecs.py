@@ -1,10 +1,10 @@
 """Hooks a project implements in its conftest.py (or a plugin) to extend evalkit's suite.
 
 Both hooks are called in the controlling process only (the one process without xdist; xdist's
-controller with ``-n N``), once per analysed row, after the row's statistics and before any test
-runs; workers see the results with the rows. Neither is ``firstresult``: every implementation
-contributes (a project and a plugin may each add checks or columns), and their results are
-merged in pytest's hook order (a later name wins).
+controller with ``-n N``), once per analysed row: the checks right after the row's statistics,
+before any test runs (workers get them with the rows); the columns when the session writes its
+summary. Neither is ``firstresult``: every implementation contributes (a project and a plugin
+may each add checks or columns).
 """
 
 from __future__ import annotations

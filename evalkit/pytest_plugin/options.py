@@ -6,7 +6,7 @@ entry point), so the plugin must not take generic names there: a project that me
 the environment keeps ``--model``, ``--seed``, ``--n`` and the rest for its own use. Hence:
 
 - every option is always available as ``--evalkit-<name>`` (``--evalkit-model``,
-  ``--evalkit-seed``, ...) and as the ini key ``evalkit_<dest>``;
+  ``--evalkit-seed``, ...) and as the ini key ``evalkit_<name>`` (dashes as underscores);
 - the short forms (``--model``, ``--seed``, ...) are added only in a project that activates
   evalkit: ``evalkit = true`` in its ini file, any ``evalkit_*`` ini key (``evalkit = false``
   keeps the namespaced flags only), or ``pytest_plugins = ("evalkit.pytest_plugin.activate",)``
@@ -36,7 +36,8 @@ def namespaced(flag: str) -> str:
 
 
 def ini_name(option: Option) -> str:
-    return f"evalkit_{option.dest}"
+    """The flag's name, namespaced, dashes as underscores: ``--summary-column`` -> ``evalkit_summary_column``."""
+    return namespaced(option.flag).removeprefix("--").replace("-", "_")
 
 
 def add_ini_keys(parser: pytest.Parser) -> None:
@@ -128,8 +129,18 @@ def _from_ini(config: pytest.Config, option: Option) -> Any:
     return value
 
 
+VALUES_KEY = pytest.StashKey[dict[str, Any]]()
+
+
+def option_value(config: pytest.Config, dest: str) -> Any:
+    """One option's value, as ``option_values`` resolves it: what every part of the plugin reads."""
+    return option_values(config)[dest]
+
+
 def option_values(config: pytest.Config) -> dict[str, Any]:
-    """Option values: the command line's, else the ini file's (``evalkit_<dest>``), else the default."""
+    """Option values: the command line's, else the ini file's (``evalkit_<name>``), else the default."""
+    if VALUES_KEY in config.stash:
+        return config.stash[VALUES_KEY]
     values = {}
     for option in all_options():
         value = config.getoption(f"evalkit_{option.dest}")
@@ -137,4 +148,5 @@ def option_values(config: pytest.Config) -> dict[str, Any]:
             from_ini = _from_ini(config, option)
             value = value if from_ini is None else from_ini
         values[option.dest] = value
+    config.stash[VALUES_KEY] = values
     return values

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from ..errors import EvalkitError
+from .options import option_value
 from .state import BOOTS_FILE, STATE_KEY, State, evalkit_session, is_worker, session_dir, state
 
 SCALARS = (str, int, float, bool, type(None))
@@ -80,7 +81,7 @@ def _html_reports(session: pytest.Session, current: State, results_dir: Path) ->
     with pytest-html writing a report, the summary and forest plot for its summary section.
     matplotlib is imported here only, when asked."""
     config = session.config
-    path = config.getoption("evalkit_html")
+    path = option_value(config, "html")
     pytest_html = config.pluginmanager.hasplugin("html") and getattr(config.option, "htmlpath", None)
     if not path and not pytest_html:
         return
@@ -94,9 +95,9 @@ def _html_reports(session: pytest.Session, current: State, results_dir: Path) ->
 
     try:
         compared = current.comparison is not None and not isinstance(current.comparison, str)
-        data = load_report(results_dir, baseline=config.getoption("evalkit_baseline") if compared else None,
-                           margin=config.getoption("evalkit_regression_margin"),
-                           show_responses=bool(config.getoption("evalkit_show_responses")))
+        data = load_report(results_dir, baseline=option_value(config, "baseline") if compared else None,
+                           margin=option_value(config, "regression_margin"),
+                           show_responses=bool(option_value(config, "show_responses")))
         if pytest_html:
             current.html_fragment = fragment(data)
         if path:
@@ -117,7 +118,7 @@ def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: 
 def _columns(config: pytest.Config) -> tuple[str, ...]:
     from .. import report
 
-    return report.extra_columns(config.getoption("evalkit_summary_columns"))
+    return report.extra_columns(option_value(config, "summary_columns"))
 
 
 def _boots(directory: Path) -> dict[str, int]:

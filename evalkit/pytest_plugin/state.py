@@ -15,7 +15,7 @@ import pytest
 
 from ..errors import EvalkitError
 from ..options import engine_options
-from .options import option_values
+from .options import option_value, option_values
 
 if TYPE_CHECKING:  # types only: importing them would load the planner and the statistics at start-up
     from ..compare import Comparison
@@ -75,7 +75,7 @@ def session_dir(config: pytest.Config) -> Path:
     """Where this session's processes exchange analysed rows and boot counts."""
     from ..suites import default_results_dir
 
-    results_dir = Path(config.getoption("evalkit_results_dir") or default_results_dir())
+    results_dir = Path(option_value(config, "results_dir") or default_results_dir())
     return results_dir.resolve() / SESSIONS_DIR / state(config).uid
 
 
