@@ -77,38 +77,43 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser,
                                   args: list[str]) -> Generator[None, None, None]:
     yield  # the project's conftests first: one may activate evalkit, or define a generic flag of its own
+    foreign = plugin_options.taken_flags(parser)
     plugin_options.add_flags(parser, short=plugin_options.short_forms_active(early_config))
-    _refuse_spaced_path_values(early_config, parser, args)
+    _refuse_spaced_path_values(early_config, parser, args, plugin_options.value_flags() - foreign)
 
 
-def _refuse_spaced_path_values(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+def _refuse_spaced_path_values(early_config: pytest.Config, parser: pytest.Parser, args: list[str],
+                               flags: set[str]) -> None:
     """``--harmbench PATH`` (a space, not '='): pytest finds its rootdir and pytest.ini before
     plugin options are known, so it takes PATH for a test path, which can move the rootdir
-    and drop pytest.ini (and with it ``testpaths``: every test in the directory is collected).
-    Stop at once when that happened, saying to write ``--harmbench=PATH``."""
-    flags = plugin_options.value_flags(early_config)
-    spaced = [(flag, args[i + 1]) for i, flag in enumerate(args[:-1]) if flag in flags]
-    if not spaced or _setup_unchanged(early_config, parser, args, flags):
+    and drop pytest.ini (and with it ``testpaths``, and the ``evalkit = true`` that adds the short
+    flags: every test in the directory is collected, or the flag is unknown). Stop at once when
+    that happened, saying to write ``--harmbench=PATH``. ``flags``: evalkit's value flags, short
+    and namespaced, less those the project defined itself."""
+    spaced = [i for i, flag in enumerate(args[:-1]) if flag in flags]
+    if not spaced or _setup_unchanged(early_config, parser, args, spaced):
         return
-    flag, value = next(((f, v) for f, v in spaced if os.path.exists(v)), spaced[0])
+    i = next((i for i in spaced if os.path.exists(args[i + 1])), spaced[0])
+    flag, value = args[i], args[i + 1]
     raise pytest.UsageError(
         f"evalkit: write {flag}={value} (with '='): pytest reads the value of '{flag} {value}' as a test path "
         f"before evalkit's options are known, which here changes the rootdir to {early_config.rootpath} and "
         f"{'ignores' if early_config.inipath is None else 'changes'} pytest.ini")
 
 
-def _setup_unchanged(early_config: pytest.Config, parser: pytest.Parser, args: list[str], flags: set[str]) -> bool:
-    """Whether the rootdir and ini file pytest chose are those it chooses once the evalkit
-    options' values are not taken for paths."""
+def _setup_unchanged(early_config: pytest.Config, parser: pytest.Parser, args: list[str], spaced: list[int]) -> bool:
+    """Whether the rootdir and ini file pytest chose are those it chooses without the spaced
+    flags and their values (``spaced``: the flags' positions in ``args``)."""
+    dropped = {j for i in spaced for j in (i, i + 1)}
     try:
         from _pytest.config.findpaths import determine_setup
 
-        namespace = parser.parse_known_args(args)
+        namespace = parser.parse_known_args([arg for j, arg in enumerate(args) if j not in dropped])
         rootpath, inipath, *_ = determine_setup(
             inifile=namespace.inifilename, override_ini=namespace.override_ini, args=namespace.file_or_dir,
             rootdir_cmd_arg=namespace.rootdir or None, invocation_dir=early_config.invocation_params.dir)
     except Exception:  # another pytest's internals: fall back to "no value names an existing path"
-        return not any(flag in flags and os.path.exists(args[i + 1]) for i, flag in enumerate(args[:-1]))
+        return not any(os.path.exists(args[i + 1]) for i in spaced)
     return bool((rootpath, inipath) == (early_config.rootpath, early_config.inipath))
 
 

@@ -75,7 +75,7 @@ def flags(option: Option, *, short: bool) -> list[str]:
 
 def add_flags(parser: pytest.Parser, *, short: bool) -> None:
     group = parser.getgroup(GROUP, "evalkit: paired framing suites")
-    taken = _taken_flags(parser)
+    taken = taken_flags(parser)
     for option in all_options():
         names = flags(option, short=short)
         clash = [name for name in names if name in taken]
@@ -96,17 +96,16 @@ def add_flags(parser: pytest.Parser, *, short: bool) -> None:
         group.addoption(*names, **kwargs)
 
 
-def _taken_flags(parser: pytest.Parser) -> set[str]:
+def taken_flags(parser: pytest.Parser) -> set[str]:
     """Flags other plugins and conftests already added (pytest checks clashes within a group only,
     and an argparse clash across groups would surface as a crash while parsing)."""
     groups = [getattr(parser, "_anonymous", None), *getattr(parser, "_groups", [])]
     return {name for group in groups if group is not None for opt in group.options for name in opt.names()}
 
 
-def value_flags(config: pytest.Config) -> set[str]:
-    """The flags (short forms where active) that take a value."""
-    short = short_forms_active(config)
-    return {name for option in all_options() if option.action != "store_true" for name in flags(option, short=short)}
+def value_flags() -> set[str]:
+    """evalkit's flags that take a value, short and namespaced."""
+    return {name for option in all_options() if option.action != "store_true" for name in flags(option, short=True)}
 
 
 def _from_ini(config: pytest.Config, option: Option) -> Any:
