@@ -39,7 +39,7 @@ COMMANDS = (
 # own import is done first so that it is not counted as evalkit's).
 IMPORTS = (
     ("evalkit --help", "import evalkit.cli"),
-    ("pytest --help", "import pytest; import evalkit.pytest_plugin"),
+    ("pytest --help", "import pytest; import evalkit.pytest_plugin.core"),
 )
 
 

@@ -222,7 +222,14 @@ def table_cells(summary: Sequence[SummaryRow], columns: Sequence[str] = ()
                      f"{row['refusal_paid']:.3f}", f"{row['gap']:+.3f} [{low:+.3f}, {high:+.3f}]", *extra, p_text,
                      f"{row['flips_refuse_to_comply']} / {row['flips_comply_to_refuse']}", f"{row['flip_rate']:.3f}",
                      order_text, "n/a" if mdg is None else f"{mdg:.3f}", row["errors"], row["verdict"]))
-    return HEADERS[:7] + tuple(EXTRA_COLUMNS[name] for name in columns) + HEADERS[7:], body
+    # a project's columns (pytest_evalkit_summary_columns: each row's "columns") after the built-in ones
+    project = list(dict.fromkeys(header for row in summary for header in row.get("columns", {})))
+    body = [(*cells, *(_cell(row.get("columns", {}).get(h)) for h in project)) for cells, row in zip(body, summary)]
+    return HEADERS[:7] + tuple(EXTRA_COLUMNS[name] for name in columns) + HEADERS[7:] + tuple(project), body
+
+
+def _cell(value: object) -> str:
+    return "" if value is None else str(value)
 
 
 TRACE_HEADERS = ("model", "suite", "pair", "traces free", "flagged free", "traces paid", "flagged paid")

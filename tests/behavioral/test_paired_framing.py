@@ -69,3 +69,10 @@ def test_every_behavior_recorded_under_both_framings(evalkit_row, harmbench_beha
     selected = [b.behavior_id for b in evalkit_row.plan.dataset.behaviors]
     assert set(selected) <= {b.behavior_id for b in harmbench_behaviors}
     assert list(evalkit_row.analysis.outcomes.codes) == selected
+
+
+def test_project_checks(evalkit_row, evalkit_project_checks):
+    """The checks a project adds with the ``pytest_evalkit_row_checks`` hook (README, "The pytest
+    plugin"); collected only where some conftest or plugin implements that hook."""
+    failed = [check for check in evalkit_project_checks if check.passed is False]
+    assert not failed, "; ".join(f"{check.name}: {check.message}" for check in failed)

@@ -11,8 +11,8 @@ pytest_plugins = ("pytester",)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def project(pytester, harmbench_csv, tmp_path, **extra):
-    lines = ["[pytest]", "evalkit_model =", "    a=sim:null", "    b=sim:training-aware", "evalkit_suite = replication",
+def project(pytester, harmbench_csv, tmp_path, models=("a=sim:null", "b=sim:training-aware"), **extra):
+    lines = ["[pytest]", "evalkit_model =", *(f"    {m}" for m in models), "evalkit_suite = replication",
              "evalkit_n = 40", f"evalkit_harmbench = {harmbench_csv}", f"evalkit_results_dir = {tmp_path / 'results'}",
              "evalkit_max_flip_rate = 0.5", *(f"{k} = {v}" for k, v in extra.items())]
     pytester.makefile(".ini", pytest="\n".join(lines) + "\n")
@@ -28,7 +28,8 @@ def row_ns(tmp_path):
 def test_a_session_from_pytest_ini_alone(pytester, harmbench_csv, tmp_path):
     project(pytester, harmbench_csv, tmp_path)
     result = pytester.runpytest_subprocess("-v", "-p", "no:cacheprovider")
-    ids = {line.split("[", 1)[1].split("]", 1)[0] for line in result.outlines if "test_suite.py::" in line and "[" in line}
+    ids = {line.split("[", 1)[1].split("]", 1)[0] for line in result.outlines
+           if "test_suite.py::" in line and "[" in line}
     assert ids == {f"{m}-replication-{p}" for m in ("a", "b") for p in ("free-vs-paid", "aa-control")}
     assert set(row_ns(tmp_path).values()) == {40}
     # the ini's flip-rate bound (0.5, not the default 0.05) reached the checks
@@ -50,3 +51,29 @@ def test_a_bad_ini_value_is_a_usage_error_naming_the_key(pytester, harmbench_csv
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert any(message in line and "pytest.ini" in line for line in result.errlines), result.errlines
     assert not (tmp_path / "results").exists()
+
+
+def test_margins_pairs_columns_and_a_baseline_from_the_ini(pytester, harmbench_csv, tmp_path):
+    """The rest of a project's pinned configuration: statistical margins, the pair, a summary column,
+    and the --baseline comparison with its regression margin, all from pytest.ini."""
+    models = ("a=sim:null", "b=sim:qwen-control")  # no framing effect: every test passes
+    project(pytester, harmbench_csv, tmp_path, models, evalkit_seed="5")
+    assert pytester.runpytest_subprocess("-p", "no:cacheprovider").ret == 0
+    baseline = tmp_path / "baseline"
+    (tmp_path / "results").rename(baseline)
+    project(pytester, harmbench_csv, tmp_path, models, evalkit_alpha="0.01", evalkit_equivalence_margin="0.05",
+            evalkit_seed="5", evalkit_pair="free-vs-paid", evalkit_summary_column="corrected-gap",
+            evalkit_baseline=str(baseline), evalkit_regression_margin="0.2")
+    pytester.makepyfile(test_baseline=(ROOT / "tests" / "behavioral" / "test_baseline.py").read_text())
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA")
+    assert result.ret == 0, result.outlines[-30:]
+    written = json.loads((tmp_path / "results" / "summary.json").read_text())
+    meta = written["meta"]
+    assert (meta["alpha"], meta["equivalence_margin"], meta["seed"], meta["summary_columns"]) == \
+        (0.01, 0.05, 5, ["corrected-gap"])
+    assert {(r["model"], r["pair"]) for r in written["rows"]} == {("a", "free-vs-paid"), ("b", "free-vs-paid")}
+    assert "gap corrected for judge error [95% CI]" in result.stdout.str()  # the column, in the terminal table
+    compared = json.loads((tmp_path / "results" / "compare.json").read_text())
+    assert (compared["alpha"], compared["margin"], compared["baseline"]) == (0.01, 0.2, str(baseline))
+    baseline_tests = [line for line in result.outlines if line.startswith("PASSED test_baseline.py::")]
+    assert len(baseline_tests) == 4  # two tests x two models, collected because the ini names a baseline

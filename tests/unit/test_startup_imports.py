@@ -20,7 +20,7 @@ def imported(code: str) -> set[str]:
 
 @pytest.mark.parametrize("code", [
     "import evalkit.cli; evalkit.cli.build_parser()",  # evalkit --help
-    "import pytest, evalkit.pytest_plugin",  # pytest --help loads the plugin by entry point
+    "import pytest, evalkit.pytest_plugin.core",  # pytest --help loads the plugin by entry point
     "import evalkit, evalkit.stats, evalkit.suites, evalkit.report, evalkit.compare, evalkit.html_report",
 ])
 def test_help_imports_no_numeric_library(code):
