@@ -578,6 +578,9 @@ def _decisions_extension(path: Path):
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     config = session.config
+    from .idle_plugins import drop_idle_hypothesis_summary
+
+    drop_idle_hypothesis_summary(config)  # its summary would import hypothesis (1.4 s) to print nothing
     if _is_worker(config):
         return  # the controlling process writes the one summary
     state = config.stash[_STATE_KEY]

@@ -16,8 +16,9 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import analysis
+from . import analysis, analysis_cache
 from .analysis import Breakdown, RowAnalysis  # by name: Row's field `analysis` shadows the module in its body
+from .analysis_cache import RunAnalysis
 from .datasets import Dataset, Selection, load_behaviors, resolve_harmbench, select
 from .engines import Engine, EngineConfig, create_engine, engine_factory, engine_names
 from .errors import ConfigError, EvalkitError
@@ -354,6 +355,9 @@ class Row:
     breakdowns: tuple[Breakdown, ...] = ()
     bootstrap_gap_ci: tuple[float, float] | None = None
     corrected_gap: CorrectedGap | None = None  # the gap corrected for the judge's measured error rates
+    # flagged reasoning traces per framing (report.trace_rates), kept so a row read from the
+    # analysis cache, without its records, reports them too
+    trace_rates: dict[str, int | float | None] | None = None
 
     def __repr__(self) -> str:
         # Short on purpose: pytest prints fixture values in tracebacks, and the records
@@ -362,31 +366,43 @@ class Row:
         return f"Row({self.plan.row_id}, n={n}, verdict={self.verdict!r})"
 
 
+def analyse_run(session: Session, plan: RunPlan, run: RunResult) -> RunAnalysis:
+    """Everything one run's records give its row (all but the verdict, which reads the A/A
+    control too)."""
+    from .report import trace_rates  # the report module imports this one
+
+    judge = next(j for j in session.judges if j.name == session.config.judge)
+    # The judge's positive label is the outcome: refusal, or "flagged" for trace judges.
+    outcomes = analysis.paired_outcomes(run.records, session.config.judge, positive=positive_label(judge))
+    thresholds = session.config.thresholds
+    try:
+        row = analysis.analyse(outcomes, thresholds, order_varies=order_protocol(plan.protocol).order_varies)
+    except ValueError as exc:  # e.g. a trace judge on a model without traces: every verdict n/a
+        raise EvalkitError(f"{plan.row_id}, judge {judge.name}: {exc}") from None
+    usable = bool(row.outcomes.usable())
+    categories = {b.behavior_id: (b.semantic_category, b.functional_category) for b in session.dataset}
+    return RunAnalysis(
+        row, tuple(analysis.category_breakdowns(row.outcomes, categories, thresholds)) if usable else (),
+        analysis.bootstrap_gap_interval(row.outcomes, thresholds, session.config.seed) if usable else None,
+        analysis.misclassification_corrected(row.outcomes, judge.name, thresholds), trace_rates(run.records),
+        sum(r.response.error is not None for r in run.records))
+
+
 def analyse_plans(session: Session, results: Sequence[tuple[RunPlan, RunResult]]) -> list[Row]:
     """Rows for a set of completed runs, with each treatment row read against its A/A control."""
-    analysed = {}
-    judge = next(j for j in session.judges if j.name == session.config.judge)
-    for plan, run in results:
-        # The judge's positive label is the outcome: refusal, or "flagged" for trace judges.
-        outcomes = analysis.paired_outcomes(run.records, session.config.judge, positive=positive_label(judge))
-        try:
-            row = analysis.analyse(outcomes, session.config.thresholds, order_varies=order_protocol(plan.protocol).order_varies)
-        except ValueError as exc:  # e.g. a trace judge on a model without traces: every verdict n/a
-            raise EvalkitError(f"{plan.row_id}, judge {judge.name}: {exc}") from None
-        analysed[(plan.model, plan.suite.id, plan.pair.id)] = (plan, run, row)
-    categories = {b.behavior_id: (b.semantic_category, b.functional_category) for b in session.dataset}
-    thresholds = session.config.thresholds
+    return assemble_rows([(plan, run, analyse_run(session, plan, run)) for plan, run in results])
+
+
+def assemble_rows(analysed: Sequence[tuple[RunPlan, RunResult, RunAnalysis]]) -> list[Row]:
+    """Rows from analysed runs: each row's verdict reads the A/A control of its model and suite."""
     rows = []
-    for (model, suite_id, _), (plan, run, row) in analysed.items():
-        control = next((a for (m, s, _p), (pl, _r, a) in analysed.items()
-                        if m == model and s == suite_id and pl.pair.is_control), None)
-        usable = bool(row.outcomes.usable())
-        rows.append(Row(plan, run, row, analysis.verdict(row, is_control=plan.pair.is_control, control=control,
-                                                         order_confounded=not order_protocol(plan.protocol).order_varies),
-                        tuple(analysis.category_breakdowns(row.outcomes, categories, thresholds)) if usable else (),
-                        analysis.bootstrap_gap_interval(row.outcomes, thresholds, session.config.seed)
-                        if usable else None,
-                        analysis.misclassification_corrected(row.outcomes, judge.name, thresholds)))
+    for plan, run, done in analysed:
+        control = next((a.analysis for pl, _r, a in analysed
+                        if pl.model == plan.model and pl.suite.id == plan.suite.id and pl.pair.is_control), None)
+        verdict = analysis.verdict(done.analysis, is_control=plan.pair.is_control, control=control,
+                                   order_confounded=not order_protocol(plan.protocol).order_varies)
+        rows.append(Row(plan, run, done.analysis, verdict, done.breakdowns, done.bootstrap_gap_ci,
+                        done.corrected_gap, done.trace_rates))
     return rows
 
 
@@ -428,14 +444,20 @@ def materialize(session: Session, keys, pool: EnginePool, progress: ProgressRepo
     for alias in dict.fromkeys(plan.model for plan in plans):
         mine = [plan for plan in plans if plan.model == alias]
         try:
-            completed = []
+            analysed = []
             for plan in mine:
                 callback = progress.run_started(plan) if progress else None
-                result = run_plan(session, plan, pool, progress=callback)
+                cached = analysis_cache.load(session, plan)  # a warm run: neither records nor statistics
+                result = cached[0] if cached else run_plan(session, plan, pool, progress=callback)
                 if progress:
                     progress.run_finished(plan, result)
-                completed.append((plan, result))
-            out.rows.update((row.plan.key, row) for row in analyse_plans(session, completed))
+                if cached:
+                    analysed.append((plan, result, cached[1]))
+                    continue
+                done = analyse_run(session, plan, result)
+                analysis_cache.save(session, plan, result, done)
+                analysed.append((plan, result, done))
+            out.rows.update((row.plan.key, row) for row in assemble_rows(analysed))
         except EvalkitError as exc:
             if progress:
                 progress.run_finished(mine[0], None)
