@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -90,8 +90,12 @@ class SessionConfig:
     sync: SyncPolicy = DEFAULT_SYNC  # when records are fsynced (--sync)
 
     def __post_init__(self) -> None:
-        entries = tuple(m if isinstance(m, ModelEntry) else ModelEntry(alias=m, model=m) for m in self.models)
-        object.__setattr__(self, "models", entries)
+        object.__setattr__(self, "models", self.model_entries)
+
+    @property
+    def model_entries(self) -> tuple[ModelEntry, ...]:
+        """``models`` as entries (after ``__post_init__``, every one is)."""
+        return tuple(m if isinstance(m, ModelEntry) else ModelEntry(alias=m, model=m) for m in self.models)
 
     @classmethod
     def from_options(cls, values: dict[str, Any], engine_options: dict[str, Any]) -> SessionConfig:
@@ -123,17 +127,18 @@ class SessionConfig:
                    judge_settings=JudgeSettings.from_options(values))  # --judge-engine ... --vote-tie
 
 
-def in_range(value, option, low, high, open_low=False, open_high=False) -> float:
+def in_range(value: Any, option: str, low: float, high: float, open_low: bool = False, open_high: bool = False
+             ) -> float:
     try:
-        value = float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"expected a number, got {value!r}", option=option) from None
-    if not math.isfinite(value):
-        raise ConfigError(f"expected a finite number, got {value}", option=option)
-    if value < low or value > high or (open_low and value == low) or (open_high and value == high):
-        raise ConfigError(f"{value} is outside {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}",
+    if not math.isfinite(number):
+        raise ConfigError(f"expected a finite number, got {number}", option=option)
+    if number < low or number > high or (open_low and number == low) or (open_high and number == high):
+        raise ConfigError(f"{number} is outside {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}",
                           option=option)
-    return value
+    return number
 
 
 @dataclass(frozen=True)
@@ -207,7 +212,7 @@ def engine_config(config: SessionConfig, model: ModelEntry | str) -> EngineConfi
                         temperature=config.temperature, options=options)
 
 
-def engine_identity(cfg: EngineConfig) -> dict:
+def engine_identity(cfg: EngineConfig) -> dict[str, Any]:
     """The engine part of a run's identity, computed without booting the engine."""
     factory = engine_factory(cfg.engine)
     base = {"engine": cfg.engine, "model": cfg.model, "seed": cfg.seed, "max_tokens": cfg.max_tokens,
@@ -243,7 +248,7 @@ def prepare(config: SessionConfig) -> Session:
         raise ConfigError(f"must be a finite number >= 0, got {config.temperature}", option="--temperature")
     if config.max_tokens < 1:
         raise ConfigError(f"must be at least 1, got {config.max_tokens}", option="--max-tokens")
-    for entry in config.models:  # aliases and model names reach terminals, test ids and reports
+    for entry in config.model_entries:  # aliases and model names reach terminals, test ids and reports
         for name in (entry.alias, entry.model):
             if not name or not name.isprintable():
                 raise ConfigError(f"{name[:80]!r} is empty or holds a control or formatting character",
@@ -252,7 +257,7 @@ def prepare(config: SessionConfig) -> Session:
     pairs = [framing_set.pair(p) for p in config.pairs] if config.pairs else list(framing_set.pairs)
     judge_names = (config.judge, *BASE_JUDGES)
     validate_judges(judge_names, config.judge_settings)  # names and judge options, before anything loads
-    engine_configs = {m.alias: engine_config(config, m) for m in config.models}
+    engine_configs = {m.alias: engine_config(config, m) for m in config.model_entries}
     for cfg in engine_configs.values():
         validate_engine(cfg)
     full = load_behaviors(resolve_harmbench(config.harmbench))
@@ -274,7 +279,7 @@ def prepare(config: SessionConfig) -> Session:
         batch_size = config.batch_size or suite.batch_size
         for pair in pairs:
             schedule = build_schedule(dataset.behaviors, pair, suite.protocol, config.seed, batch_size)
-            for entry in config.models:
+            for entry in config.model_entries:
                 cfg = engine_configs[entry.alias]
                 spec = RunSpec(model=entry.model, engine=cfg.engine, engine_config=engine_identity(cfg),
                                framing_set=framing_set.id, framing_texts_sha256=framing_set.texts_sha256(),
@@ -326,7 +331,7 @@ class EnginePool:
         self._engines.clear()
 
 
-def manifest_extra(session: Session, plan: RunPlan) -> dict:
+def manifest_extra(session: Session, plan: RunPlan) -> dict[str, Any]:
     """Provenance beyond the identity: the alias, paths and the suite, for re-running by hand."""
     return {"suite": plan.suite.id, "alias": plan.model, "dataset": plan.dataset.describe(),
             "framing_set": session.framing_set.describe(),
@@ -338,8 +343,8 @@ def manifest_extra(session: Session, plan: RunPlan) -> dict:
                       "engine_options": plan.engine_config.options}}
 
 
-def run_plan(session: Session, plan: RunPlan, pool: EnginePool, progress=None, run_dir: Path | None = None
-             ) -> RunResult:
+def run_plan(session: Session, plan: RunPlan, pool: EnginePool, progress: Callable[[int, int], None] | None = None,
+             run_dir: Path | None = None) -> RunResult:
     return execute(plan.spec, plan.schedule, session.store, pool.provider(plan.engine_config), session.judges,
                    manifest_extra=manifest_extra(session, plan), fresh=session.config.fresh,
                    session_id=session.config.session_id, run_dir=run_dir, progress=progress,
@@ -423,7 +428,7 @@ class Materialized:
     errors: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
 
-def with_controls(session: Session, keys) -> list[RunPlan]:
+def with_controls(session: Session, keys: Iterable[tuple[str, str, str]]) -> list[RunPlan]:
     """The plans behind ``keys`` plus each one's A/A control, in plan order: a treatment row's
     verdict reads its control, so every view of the row gives one verdict whatever was selected."""
     wanted = set(keys)
@@ -434,8 +439,8 @@ def with_controls(session: Session, keys) -> list[RunPlan]:
     return [plan for plan in session.plans if plan.key in wanted]
 
 
-def materialize(session: Session, keys, pool: EnginePool, progress: ProgressReporter | None = None
-                ) -> Materialized:
+def materialize(session: Session, keys: Iterable[tuple[str, str, str]], pool: EnginePool,
+                progress: ProgressReporter | None = None) -> Materialized:
     """Generate (or reuse) and analyse the runs behind ``keys``, model by model: each model's
     engine boots at most once and is released before the next model's, and every row is
     analysed once, beside its A/A control."""
