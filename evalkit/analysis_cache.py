@@ -255,6 +255,10 @@ def decode(tp: Any, data: Any) -> Any:
         if not isinstance(data, list):
             raise TypeError(f"expected a list for {tp}")
         if len(args) == 2 and args[1] is Ellipsis:
+            if args[0] is str:  # the per-behavior labels and ids: hundreds of items, one check
+                if not all(type(item) is str for item in data):
+                    raise TypeError(f"expected strings for {tp}")
+                return tuple(data)
             return tuple(decode(args[0], item) for item in data)
         if len(args) != len(data):
             raise TypeError(f"expected {len(args)} items for {tp}")
