@@ -44,15 +44,15 @@ from typing import TYPE_CHECKING, Any
 
 from .analysis import Breakdown, RowAnalysis
 from .errors import RunStoreError
-from .runs import (
+from .rejudge import judge_identity
+from .runs_store import (
     COMPLETE,
     MANIFEST,
     RECORDS,
     VERDICTS_DIR,
     RunResult,
-    _atomic_write,
+    atomic_write,
     canonical_json,
-    judge_identity,
     load_manifest,
     run_lock,
 )
@@ -202,7 +202,7 @@ def save(session: Session, plan: RunPlan, run: RunResult, analysed: RunAnalysis)
                 return
             key, _ = current
             document = {"format": FORMAT, "key": key, "payload": payload, "digest": _digest(key, payload)}
-            _atomic_write(run.run_dir / CACHE_FILE, json.dumps(document, sort_keys=True).encode())
+            atomic_write(run.run_dir / CACHE_FILE, json.dumps(document, sort_keys=True).encode())
     except (RunStoreError, OSError, ValueError, TypeError):
         return
 

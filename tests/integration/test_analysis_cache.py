@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from evalkit import analysis_cache, report, runs
+from evalkit import analysis_cache, report, runs, runs_store
 from evalkit.analysis import Thresholds
 from evalkit.suites import EnginePool, SessionConfig, analyse_run, materialize, prepare, run_plan
 
@@ -46,6 +46,7 @@ def test_a_warm_session_gets_the_recomputed_rows_without_reading_records(cold, h
         raise AssertionError("a warm session read the record log")
 
     monkeypatch.setattr(runs, "read_run_records", refuse)
+    monkeypatch.setattr(runs_store, "read_run_records", refuse)
     warm = materialize(warm_session, [p.key for p in warm_session.plans], EnginePool(factory=refuse))
     monkeypatch.undo()
     assert not warm.errors
