@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from . import analysis, analysis_cache
 from .analysis import Breakdown, RowAnalysis  # by name: Row's field `analysis` shadows the module in its body
@@ -389,7 +389,8 @@ def analyse_run(session: Session, plan: RunPlan, run: RunResult) -> RunAnalysis:
     return RunAnalysis(
         row, tuple(analysis.category_breakdowns(row.outcomes, categories, thresholds)) if usable else (),
         analysis.bootstrap_gap_interval(row.outcomes, thresholds, session.config.seed) if usable else None,
-        analysis.misclassification_corrected(row.outcomes, judge.name, thresholds), trace_rates(run.records),
+        analysis.misclassification_corrected(row.outcomes, judge.name, thresholds),
+        cast(dict[str, int | float | None], trace_rates(run.records)),  # counts and rates, never a list
         sum(r.response.error is not None for r in run.records))
 
 
