@@ -208,7 +208,8 @@ def _inspect_requests(data: str) -> list[tuple[str, list[tuple[str, str]]]]:
 
 def run_inspect(setting: str, data: str, base_url: str | None, workdir: Path) -> dict:
     import_started = time.perf_counter()
-    from inspect_ai import Task, eval as inspect_eval
+    from inspect_ai import Task
+    from inspect_ai import eval as inspect_eval
     from inspect_ai.dataset import MemoryDataset, Sample
     from inspect_ai.model import ChatMessageSystem, ChatMessageUser, ModelOutput, ModelUsage
     from inspect_ai.scorer import Score, accuracy, scorer
@@ -259,14 +260,18 @@ def run_inspect(setting: str, data: str, base_url: str | None, workdir: Path) ->
     return {"wall_s": wall, "cpu_s": cpu, "requests": len(requests), "import_s": imported}
 
 
-def measure(tool: str, setting: str, harmbench: str | None, base_url: str | None) -> dict:
+def measure(tool: str, setting: str, harmbench: str | None, base_url: str | None, timeout: float = 3600) -> dict:
     """One run of ``tool`` in a fresh process; returns its measurements."""
     command = [sys.executable, __file__, "--worker", tool, "--setting", setting]
     if harmbench:
         command += ["--harmbench", harmbench]
     if base_url:
         command += ["--base-url", base_url]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"{tool} {setting} did not finish within {timeout:.0f} s (--timeout); "
+                         "on a loaded machine Inspect needs longer for sim-4000") from None
     if done.returncode != 0:
         raise SystemExit(f"{tool} {setting} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -318,6 +323,7 @@ def main() -> None:
     parser.add_argument("--harmbench", default=None, help="HarmBench CSV or directory (else $EVALKIT_HARMBENCH)")
     parser.add_argument("--server-seconds", type=float, default=3600, help="the stub server stops after this long")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON too")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds one tool's run may take")
     parser.add_argument("--worker", choices=("evalkit", "inspect"), help=argparse.SUPPRESS)
     parser.add_argument("--setting", help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
@@ -342,7 +348,7 @@ def main() -> None:
             pairs = []
             for rep in range(args.reps):
                 order = ("evalkit", "inspect") if rep % 2 == 0 else ("inspect", "evalkit")
-                got = {tool: measure(tool, setting, args.harmbench, base_url) for tool in order}
+                got = {tool: measure(tool, setting, args.harmbench, base_url, args.timeout) for tool in order}
                 pairs.append((got["evalkit"], got["inspect"]))
                 print(f"{setting} rep {rep}: evalkit {got['evalkit']['wall_s']:.2f} s, "
                       f"inspect {got['inspect']['wall_s']:.2f} s", file=sys.stderr)

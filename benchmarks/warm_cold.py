@@ -12,7 +12,16 @@ user waits for, including starting Python and importing pytest, its plugins, eva
 scipy and pandas), and the session (from ``pytest_sessionstart`` to the end of the summary
 hook: collection, planning, runs, analysis, tests, summary), which is evalkit's own work.
 
-    EVALKIT_HARMBENCH=../shared/data/harmbench python benchmarks/warm_cold.py --reps 5
+The floor: ``pytest`` on a file with one empty test, under the same pytest.ini and so the
+same plugins, in each repetition: what any pytest run costs here before evalkit does
+anything. The table gives it and the warm run minus it (what evalkit itself still costs).
+
+``--openai``: the same cold/warm pairs with a real engine in the cold run, the
+OpenAI-compatible stub server of benchmarks/peer_inspect.py (started here on 127.0.0.1,
+stopping by itself), one model ``stub``: the cold run then pays HTTP requests, as a user's
+does, where the sim's cold run pays almost nothing for generation.
+
+    EVALKIT_HARMBENCH=../shared/data/harmbench python benchmarks/warm_cold.py --reps 5 [--openai]
 """
 
 from __future__ import annotations
@@ -30,6 +39,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_PLUGIN = "_session_clock"
+
+
+def run_floor(directory: Path) -> dict:
+    """pytest on one empty test under this repository's pytest.ini (the same plugins)."""
+    test = directory / "test_floor.py"
+    test.write_text("def test_nothing():\n    pass\n")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(ROOT / "pytest.ini"),
+               "--rootdir", str(ROOT), str(test)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"the floor run failed (exit {done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return {"wall_s": wall, "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
 
 
 def run_pytest(results: Path, clock_file: Path, extra: list[str]) -> dict:
@@ -55,20 +80,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--openai", action="store_true",
+                        help="a real engine in the cold run: the OpenAI-compatible stub server of peer_inspect.py")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --), e.g. -- -n 2")
     args = parser.parse_args()
     load_before = os.getloadavg()
-    pairs = []
-    with tempfile.TemporaryDirectory(prefix="evalkit-warm-cold-") as tmp:
-        for rep in range(args.reps):
-            results = Path(tmp) / f"results-{rep}"
-            cold = run_pytest(results, Path(tmp) / "clock.json", args.pytest_args)
-            warm = run_pytest(results, Path(tmp) / "clock.json", args.pytest_args)
-            if cold["outcome"] != warm["outcome"]:
-                raise SystemExit(f"warm and cold runs differ: {cold['outcome']!r} vs {warm['outcome']!r}")
-            pairs.append((cold, warm))
-            print(f"rep {rep}: cold {cold['wall_s']:.2f} s (session {cold['session_wall_s']:.2f} s), "
-                  f"warm {warm['wall_s']:.2f} s (session {warm['session_wall_s']:.2f} s)", file=sys.stderr)
+    extra = list(args.pytest_args)
+    server = None
+    if args.openai:
+        from peer_inspect import start_server
+
+        server, base_url = start_server(1800)
+        extra = ["--engine", "openai", f"--base-url={base_url}", "--model", "stub", "--request-timeout", "30",
+                 "--max-retries", "0", *extra]
+    pairs, floors = [], []
+    try:
+        with tempfile.TemporaryDirectory(prefix="evalkit-warm-cold-") as tmp:
+            for rep in range(args.reps):
+                results = Path(tmp) / f"results-{rep}"
+                cold = run_pytest(results, Path(tmp) / "clock.json", extra)
+                warm = run_pytest(results, Path(tmp) / "clock.json", extra)
+                floors.append(run_floor(Path(tmp)))
+                if cold["outcome"] != warm["outcome"]:
+                    raise SystemExit(f"warm and cold runs differ: {cold['outcome']!r} vs {warm['outcome']!r}")
+                pairs.append((cold, warm))
+                print(f"rep {rep}: cold {cold['wall_s']:.2f} s (session {cold['session_wall_s']:.2f} s), "
+                      f"warm {warm['wall_s']:.2f} s (session {warm['session_wall_s']:.2f} s), "
+                      f"floor {floors[-1]['wall_s']:.2f} s", file=sys.stderr)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
     load_after = os.getloadavg()
     rows = []
     for key, label in (("wall_s", "process wall s"), ("cpu_s", "process CPU s"),
@@ -77,16 +119,26 @@ def main() -> None:
         rows.append({"measure": label, "cold": statistics.median(c[key] for c, _ in pairs),
                      "warm": statistics.median(w[key] for _, w in pairs), "ratio": statistics.median(ratios),
                      "ratio_range": [min(ratios), max(ratios)]})
-    print(f"main job (pytest, default sim session): {args.reps} cold/warm pairs; pytest says "
+    for key, label in (("cpu_s", "process CPU s minus the floor"), ("wall_s", "process wall s minus the floor")):
+        cold_net = [c[key] - f[key] for (c, _), f in zip(pairs, floors)]
+        warm_net = [w[key] - f[key] for (_, w), f in zip(pairs, floors)]
+        ratios = [w / c for c, w in zip(cold_net, warm_net)]
+        rows.append({"measure": label, "cold": statistics.median(cold_net), "warm": statistics.median(warm_net),
+                     "ratio": statistics.median(ratios), "ratio_range": [min(ratios), max(ratios)]})
+    engine = "openai stub server, model stub" if args.openai else "default sim session"
+    print(f"main job (pytest, {engine}): {args.reps} cold/warm pairs; pytest says "
           f"{pairs[0][0]['outcome']!r} (exit {pairs[0][0]['exit']}); load average {load_before[0]:.2f} before, "
           f"{load_after[0]:.2f} after on {os.cpu_count()} CPUs")
+    floor_cpu, floor_wall = (statistics.median(f[key] for f in floors) for key in ("cpu_s", "wall_s"))
+    print(f"floor (pytest on one empty test, same pytest.ini and plugins): CPU {floor_cpu:.2f} s, wall "
+          f"{floor_wall:.2f} s (median of {len(floors)})")
     print("| measure | cold | warm | warm/cold (median, min-max) |\n|---|---|---|---|")
     for row in rows:
         low, high = row["ratio_range"]
         print(f"| {row['measure']} | {row['cold']:.2f} | {row['warm']:.2f} | {row['ratio']:.3f} "
               f"({low:.3f}-{high:.3f}) |")
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"rows": rows, "floors": floors}, indent=2))
 
 
 if __name__ == "__main__":

@@ -68,7 +68,10 @@ class PairedOutcomes:
 
     def subset(self, behavior_ids: set[str]) -> PairedOutcomes:
         keep = [i for i, b in enumerate(self.behavior_ids) if b in behavior_ids]
-        pick = lambda values: tuple(values[i] for i in keep)  # noqa: E731
+
+        def pick(values: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(values[i] for i in keep)
+
         errors = sum((self.free_labels[i] == ERROR) + (self.paid_labels[i] == ERROR) for i in keep)
         return PairedOutcomes(pick(self.behavior_ids), pick(self.free_labels), pick(self.paid_labels),
                               pick(self.sequences), 2 * len(keep), errors, self.positive)
@@ -185,7 +188,7 @@ def check_error_rate(outcomes: PairedOutcomes, t: Thresholds) -> CheckOutcome:
                         f"{outcomes.error_rate:.4f}, allowed {t.max_error_rate})")
 
 
-def _fmt(value) -> str:
+def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
@@ -286,9 +289,10 @@ def bootstrap_gap_interval(outcomes: PairedOutcomes, t: Thresholds, seed: int, r
                            ) -> tuple[float, float]:
     """Cluster bootstrap over behaviors: a cross-check of the analytic interval."""
     keep = outcomes.usable()
-    return stats.cluster_bootstrap_gap([outcomes.free_labels[i] == outcomes.positive for i in keep],
-                                       [outcomes.paid_labels[i] == outcomes.positive for i in keep], reps=reps, seed=seed,
-                                       alpha=t.alpha)
+    low, high = stats.cluster_bootstrap_gap([outcomes.free_labels[i] == outcomes.positive for i in keep],
+                                            [outcomes.paid_labels[i] == outcomes.positive for i in keep], reps=reps,
+                                            seed=seed, alpha=t.alpha)
+    return float(low), float(high)
 
 
 def verdict(row: RowAnalysis, *, is_control: bool, control: RowAnalysis | None, order_confounded: bool = False

@@ -108,7 +108,7 @@ def summary_rows(rows: Sequence[Row], *, multiplicity: str = "holm") -> list[Sum
             "order_effect": order_effect if crossover is not None else "confounded",
             "errors": row.analysis.outcomes.n_errors,
             "corrected_gap": corrected_gap_fields(row.corrected_gap),
-            **trace_rates(row.run.records),
+            **(row.trace_rates if row.trace_rates is not None else trace_rates(row.run.records)),
             "checks": {name: check.passed for name, check in sorted(row.analysis.checks.items())},
             "verdict": row.verdict,
             "breakdowns": [{"dimension": b.dimension, "category": b.category, "n": b.result.n,

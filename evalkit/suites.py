@@ -10,14 +10,15 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from . import analysis
+from . import analysis, analysis_cache
 from .analysis import Breakdown, RowAnalysis  # by name: Row's field `analysis` shadows the module in its body
+from .analysis_cache import RunAnalysis
 from .datasets import Dataset, Selection, load_behaviors, resolve_harmbench, select
 from .engines import Engine, EngineConfig, create_engine, engine_factory, engine_names
 from .errors import ConfigError, EvalkitError
@@ -89,8 +90,12 @@ class SessionConfig:
     sync: SyncPolicy = DEFAULT_SYNC  # when records are fsynced (--sync)
 
     def __post_init__(self) -> None:
-        entries = tuple(m if isinstance(m, ModelEntry) else ModelEntry(alias=m, model=m) for m in self.models)
-        object.__setattr__(self, "models", entries)
+        object.__setattr__(self, "models", self.model_entries)
+
+    @property
+    def model_entries(self) -> tuple[ModelEntry, ...]:
+        """``models`` as entries (after ``__post_init__``, every one is)."""
+        return tuple(m if isinstance(m, ModelEntry) else ModelEntry(alias=m, model=m) for m in self.models)
 
     @classmethod
     def from_options(cls, values: dict[str, Any], engine_options: dict[str, Any]) -> SessionConfig:
@@ -122,17 +127,18 @@ class SessionConfig:
                    judge_settings=JudgeSettings.from_options(values))  # --judge-engine ... --vote-tie
 
 
-def in_range(value, option, low, high, open_low=False, open_high=False) -> float:
+def in_range(value: Any, option: str, low: float, high: float, open_low: bool = False, open_high: bool = False
+             ) -> float:
     try:
-        value = float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"expected a number, got {value!r}", option=option) from None
-    if not math.isfinite(value):
-        raise ConfigError(f"expected a finite number, got {value}", option=option)
-    if value < low or value > high or (open_low and value == low) or (open_high and value == high):
-        raise ConfigError(f"{value} is outside {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}",
+    if not math.isfinite(number):
+        raise ConfigError(f"expected a finite number, got {number}", option=option)
+    if number < low or number > high or (open_low and number == low) or (open_high and number == high):
+        raise ConfigError(f"{number} is outside {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}",
                           option=option)
-    return value
+    return number
 
 
 @dataclass(frozen=True)
@@ -206,7 +212,7 @@ def engine_config(config: SessionConfig, model: ModelEntry | str) -> EngineConfi
                         temperature=config.temperature, options=options)
 
 
-def engine_identity(cfg: EngineConfig) -> dict:
+def engine_identity(cfg: EngineConfig) -> dict[str, Any]:
     """The engine part of a run's identity, computed without booting the engine."""
     factory = engine_factory(cfg.engine)
     base = {"engine": cfg.engine, "model": cfg.model, "seed": cfg.seed, "max_tokens": cfg.max_tokens,
@@ -242,7 +248,7 @@ def prepare(config: SessionConfig) -> Session:
         raise ConfigError(f"must be a finite number >= 0, got {config.temperature}", option="--temperature")
     if config.max_tokens < 1:
         raise ConfigError(f"must be at least 1, got {config.max_tokens}", option="--max-tokens")
-    for entry in config.models:  # aliases and model names reach terminals, test ids and reports
+    for entry in config.model_entries:  # aliases and model names reach terminals, test ids and reports
         for name in (entry.alias, entry.model):
             if not name or not name.isprintable():
                 raise ConfigError(f"{name[:80]!r} is empty or holds a control or formatting character",
@@ -251,7 +257,7 @@ def prepare(config: SessionConfig) -> Session:
     pairs = [framing_set.pair(p) for p in config.pairs] if config.pairs else list(framing_set.pairs)
     judge_names = (config.judge, *BASE_JUDGES)
     validate_judges(judge_names, config.judge_settings)  # names and judge options, before anything loads
-    engine_configs = {m.alias: engine_config(config, m) for m in config.models}
+    engine_configs = {m.alias: engine_config(config, m) for m in config.model_entries}
     for cfg in engine_configs.values():
         validate_engine(cfg)
     full = load_behaviors(resolve_harmbench(config.harmbench))
@@ -273,7 +279,7 @@ def prepare(config: SessionConfig) -> Session:
         batch_size = config.batch_size or suite.batch_size
         for pair in pairs:
             schedule = build_schedule(dataset.behaviors, pair, suite.protocol, config.seed, batch_size)
-            for entry in config.models:
+            for entry in config.model_entries:
                 cfg = engine_configs[entry.alias]
                 spec = RunSpec(model=entry.model, engine=cfg.engine, engine_config=engine_identity(cfg),
                                framing_set=framing_set.id, framing_texts_sha256=framing_set.texts_sha256(),
@@ -325,7 +331,7 @@ class EnginePool:
         self._engines.clear()
 
 
-def manifest_extra(session: Session, plan: RunPlan) -> dict:
+def manifest_extra(session: Session, plan: RunPlan) -> dict[str, Any]:
     """Provenance beyond the identity: the alias, paths and the suite, for re-running by hand."""
     return {"suite": plan.suite.id, "alias": plan.model, "dataset": plan.dataset.describe(),
             "framing_set": session.framing_set.describe(),
@@ -337,8 +343,8 @@ def manifest_extra(session: Session, plan: RunPlan) -> dict:
                       "engine_options": plan.engine_config.options}}
 
 
-def run_plan(session: Session, plan: RunPlan, pool: EnginePool, progress=None, run_dir: Path | None = None
-             ) -> RunResult:
+def run_plan(session: Session, plan: RunPlan, pool: EnginePool, progress: Callable[[int, int], None] | None = None,
+             run_dir: Path | None = None) -> RunResult:
     return execute(plan.spec, plan.schedule, session.store, pool.provider(plan.engine_config), session.judges,
                    manifest_extra=manifest_extra(session, plan), fresh=session.config.fresh,
                    session_id=session.config.session_id, run_dir=run_dir, progress=progress,
@@ -354,6 +360,9 @@ class Row:
     breakdowns: tuple[Breakdown, ...] = ()
     bootstrap_gap_ci: tuple[float, float] | None = None
     corrected_gap: CorrectedGap | None = None  # the gap corrected for the judge's measured error rates
+    # flagged reasoning traces per framing (report.trace_rates), kept so a row read from the
+    # analysis cache, without its records, reports them too
+    trace_rates: dict[str, int | float | None] | None = None
 
     def __repr__(self) -> str:
         # Short on purpose: pytest prints fixture values in tracebacks, and the records
@@ -362,31 +371,44 @@ class Row:
         return f"Row({self.plan.row_id}, n={n}, verdict={self.verdict!r})"
 
 
+def analyse_run(session: Session, plan: RunPlan, run: RunResult) -> RunAnalysis:
+    """Everything one run's records give its row (all but the verdict, which reads the A/A
+    control too)."""
+    from .report import trace_rates  # the report module imports this one
+
+    judge = next(j for j in session.judges if j.name == session.config.judge)
+    # The judge's positive label is the outcome: refusal, or "flagged" for trace judges.
+    outcomes = analysis.paired_outcomes(run.records, session.config.judge, positive=positive_label(judge))
+    thresholds = session.config.thresholds
+    try:
+        row = analysis.analyse(outcomes, thresholds, order_varies=order_protocol(plan.protocol).order_varies)
+    except ValueError as exc:  # e.g. a trace judge on a model without traces: every verdict n/a
+        raise EvalkitError(f"{plan.row_id}, judge {judge.name}: {exc}") from None
+    usable = bool(row.outcomes.usable())
+    categories = {b.behavior_id: (b.semantic_category, b.functional_category) for b in session.dataset}
+    return RunAnalysis(
+        row, tuple(analysis.category_breakdowns(row.outcomes, categories, thresholds)) if usable else (),
+        analysis.bootstrap_gap_interval(row.outcomes, thresholds, session.config.seed) if usable else None,
+        analysis.misclassification_corrected(row.outcomes, judge.name, thresholds),
+        cast(dict[str, int | float | None], trace_rates(run.records)),  # counts and rates, never a list
+        sum(r.response.error is not None for r in run.records))
+
+
 def analyse_plans(session: Session, results: Sequence[tuple[RunPlan, RunResult]]) -> list[Row]:
     """Rows for a set of completed runs, with each treatment row read against its A/A control."""
-    analysed = {}
-    judge = next(j for j in session.judges if j.name == session.config.judge)
-    for plan, run in results:
-        # The judge's positive label is the outcome: refusal, or "flagged" for trace judges.
-        outcomes = analysis.paired_outcomes(run.records, session.config.judge, positive=positive_label(judge))
-        try:
-            row = analysis.analyse(outcomes, session.config.thresholds, order_varies=order_protocol(plan.protocol).order_varies)
-        except ValueError as exc:  # e.g. a trace judge on a model without traces: every verdict n/a
-            raise EvalkitError(f"{plan.row_id}, judge {judge.name}: {exc}") from None
-        analysed[(plan.model, plan.suite.id, plan.pair.id)] = (plan, run, row)
-    categories = {b.behavior_id: (b.semantic_category, b.functional_category) for b in session.dataset}
-    thresholds = session.config.thresholds
+    return assemble_rows([(plan, run, analyse_run(session, plan, run)) for plan, run in results])
+
+
+def assemble_rows(analysed: Sequence[tuple[RunPlan, RunResult, RunAnalysis]]) -> list[Row]:
+    """Rows from analysed runs: each row's verdict reads the A/A control of its model and suite."""
     rows = []
-    for (model, suite_id, _), (plan, run, row) in analysed.items():
-        control = next((a for (m, s, _p), (pl, _r, a) in analysed.items()
-                        if m == model and s == suite_id and pl.pair.is_control), None)
-        usable = bool(row.outcomes.usable())
-        rows.append(Row(plan, run, row, analysis.verdict(row, is_control=plan.pair.is_control, control=control,
-                                                         order_confounded=not order_protocol(plan.protocol).order_varies),
-                        tuple(analysis.category_breakdowns(row.outcomes, categories, thresholds)) if usable else (),
-                        analysis.bootstrap_gap_interval(row.outcomes, thresholds, session.config.seed)
-                        if usable else None,
-                        analysis.misclassification_corrected(row.outcomes, judge.name, thresholds)))
+    for plan, run, done in analysed:
+        control = next((a.analysis for pl, _r, a in analysed
+                        if pl.model == plan.model and pl.suite.id == plan.suite.id and pl.pair.is_control), None)
+        verdict = analysis.verdict(done.analysis, is_control=plan.pair.is_control, control=control,
+                                   order_confounded=not order_protocol(plan.protocol).order_varies)
+        rows.append(Row(plan, run, done.analysis, verdict, done.breakdowns, done.bootstrap_gap_ci,
+                        done.corrected_gap, done.trace_rates))
     return rows
 
 
@@ -407,7 +429,7 @@ class Materialized:
     errors: dict[tuple[str, str, str], str] = field(default_factory=dict)
 
 
-def with_controls(session: Session, keys) -> list[RunPlan]:
+def with_controls(session: Session, keys: Iterable[tuple[str, str, str]]) -> list[RunPlan]:
     """The plans behind ``keys`` plus each one's A/A control, in plan order: a treatment row's
     verdict reads its control, so every view of the row gives one verdict whatever was selected."""
     wanted = set(keys)
@@ -418,8 +440,8 @@ def with_controls(session: Session, keys) -> list[RunPlan]:
     return [plan for plan in session.plans if plan.key in wanted]
 
 
-def materialize(session: Session, keys, pool: EnginePool, progress: ProgressReporter | None = None
-                ) -> Materialized:
+def materialize(session: Session, keys: Iterable[tuple[str, str, str]], pool: EnginePool,
+                progress: ProgressReporter | None = None) -> Materialized:
     """Generate (or reuse) and analyse the runs behind ``keys``, model by model: each model's
     engine boots at most once and is released before the next model's, and every row is
     analysed once, beside its A/A control."""
@@ -428,14 +450,20 @@ def materialize(session: Session, keys, pool: EnginePool, progress: ProgressRepo
     for alias in dict.fromkeys(plan.model for plan in plans):
         mine = [plan for plan in plans if plan.model == alias]
         try:
-            completed = []
+            analysed = []
             for plan in mine:
                 callback = progress.run_started(plan) if progress else None
-                result = run_plan(session, plan, pool, progress=callback)
+                cached = analysis_cache.load(session, plan)  # a warm run: neither records nor statistics
+                result = cached[0] if cached else run_plan(session, plan, pool, progress=callback)
                 if progress:
                     progress.run_finished(plan, result)
-                completed.append((plan, result))
-            out.rows.update((row.plan.key, row) for row in analyse_plans(session, completed))
+                if cached:
+                    analysed.append((plan, result, cached[1]))
+                    continue
+                done = analyse_run(session, plan, result)
+                analysis_cache.save(session, plan, result, done)
+                analysed.append((plan, result, done))
+            out.rows.update((row.plan.key, row) for row in assemble_rows(analysed))
         except EvalkitError as exc:
             if progress:
                 progress.run_finished(mine[0], None)

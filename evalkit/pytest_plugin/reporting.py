@@ -21,6 +21,9 @@ SCALARS = (str, int, float, bool, type(None))
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int | pytest.ExitCode) -> None:
     config = session.config
+    from ..idle_plugins import drop_idle_hypothesis_summary
+
+    drop_idle_hypothesis_summary(config)  # its summary would import hypothesis (1.4 s) to print nothing
     if is_worker(config):
         return  # the controlling process writes the one summary
     current = state(config)

@@ -34,13 +34,16 @@ def _p_values(k: np.ndarray, m: np.ndarray, test: str) -> np.ndarray:
     """Two-sided p-value of the split (k, m - k), k <= m/2, for each pair of entries."""
     with np.errstate(divide="ignore", invalid="ignore"):
         if test == "exact":
-            return np.minimum(1.0, 2.0 * stats.binom.cdf(k, m, 0.5))
+            exact: np.ndarray = np.minimum(1.0, 2.0 * stats.binom.cdf(k, m, 0.5))
+            return exact
         if test == "midp":
             point = stats.binom.pmf(k, m, 0.5)
-            return np.where(2 * k == m, 1.0 - 0.5 * point, 2.0 * stats.binom.cdf(k, m, 0.5) - point)
+            midp: np.ndarray = np.where(2 * k == m, 1.0 - 0.5 * point, 2.0 * stats.binom.cdf(k, m, 0.5) - point)
+            return midp
         # asymptotic: uncorrected chi-square, the variant Fagerland et al. recommend
         statistic = np.where(m > 0, (m - 2.0 * k) ** 2 / np.maximum(m, 1), 0.0)
-        return stats.chi2.sf(statistic, 1)
+        asymptotic: np.ndarray = stats.chi2.sf(statistic, 1)
+        return asymptotic
 
 
 class _CriticalCounts:
