@@ -154,7 +154,10 @@ def table(results: list[ModeResult], reference: ModeResult, baseline: ModeResult
                      f"{result.tokens_per_s / baseline.tokens_per_s:.2f}" if baseline else "-",
                      f"{same}/{min(result.requests, reference.requests)}"))
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    def line(cells):
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 

@@ -100,7 +100,7 @@ def main() -> None:
         results = {label: {"seconds": round(wall_time(command_args(module, cmd, source), empty, args.repeat), 3)}
                    for label, module, cmd in COMMANDS}
         baseline = results["python -c pass"]["seconds"]
-        for label, result in results.items():
+        for result in results.values():
             result["ratio_vs_python"] = round(result["seconds"] / baseline, 2)
         for label, statement in IMPORTS:
             results[label].update(import_profile(statement, empty, args.repeat, source))

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from .. import __version__, stats  # stats loads its submodules on first use
 from ..errors import EvalkitError, InputError
@@ -80,7 +80,7 @@ def _progress(enabled_live: bool) -> LineProgress:
 
     return LineProgress(line_writer(write, stream.flush), live=enabled_live,
                         interval=float("inf") if not enabled_live else None,
-                        finished=lambda plan, result: None if result is None else _run_line(cast("RunResult", result)))
+                        finished=lambda plan, result: None if result is None else _run_line(result))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if keys:
         directory = session_dir(config)
         directory.mkdir(parents=True, exist_ok=True)
-        atomic_write(directory / f"collected-{getattr(config, 'workerinput')['workerid']}.json",
+        atomic_write(directory / f"collected-{config.workerinput['workerid']}.json",
                      json.dumps([list(k) for k in keys]).encode())
 
 

@@ -189,7 +189,8 @@ def test_batch_invariance_exported_in_the_environment_counts(tiny_model_dir, mon
     assert validate(engine_config(tiny_model_dir, batch_invariant="off")).batch_invariant is False
 
 
-@pytest.mark.parametrize("options,flag", [({"dtype": "float8"}, "--dtype"), ({"quantization": "awq4"}, "--quantization"),
+@pytest.mark.parametrize("options,flag", [({"dtype": "float8"}, "--dtype"),
+                                          ({"quantization": "awq4"}, "--quantization"),
                                           ({"max_model_len": "long"}, "--max-model-len"),
                                           ({"enable_prefix_caching": "maybe"}, "--prefix-caching"),
                                           ({"tensor_parallel_size": 0}, "--tensor-parallel-size")])

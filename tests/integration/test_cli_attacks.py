@@ -220,7 +220,8 @@ def test_a_bad_sync_cadence_is_refused_by_rerun_and_pytest(run_dir, tmp_path, ha
     before = (run_dir / RECORDS).read_bytes()
     assert_one_line_error(evalkit("rerun", run_dir, "--sync", "hourly"), "option --sync")
     assert (run_dir / RECORDS).read_bytes() == before
-    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(ROOT / "tests" / "behavioral"),
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                             str(ROOT / "tests" / "behavioral"),
                              f"--harmbench={harmbench_csv}", f"--results-dir={tmp_path / 'results'}", "--sync=hourly"],
                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 4 and "option --sync" in result.stdout + result.stderr

@@ -210,7 +210,8 @@ def test_progress_lines_in_a_log_and_none_under_quiet(harmbench_csv, tmp_path):
 def test_progress_is_one_live_line_on_a_terminal(harmbench_csv, tmp_path):
     project = make_project(tmp_path, with_snapshots=True)
     leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--harmbench={harmbench_csv}",
+    process = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                                f"--harmbench={harmbench_csv}",
                                 f"--results-dir={tmp_path / 'r'}", "--model=qwen-control", "-m", "replication",
                                 "-k", "flip_rate"], cwd=project, stdin=follower, stdout=follower, stderr=follower,
                                env={**os.environ, "TERM": "xterm", "COLUMNS": "120"})

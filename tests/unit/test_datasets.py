@@ -162,4 +162,5 @@ def test_download_failure_is_clear(tmp_path, monkeypatch):
 
 def test_pinned_url_names_a_commit():
     assert datasets.HARMBENCH_COMMIT in datasets.HARMBENCH_URL
-    assert len(datasets.HARMBENCH_COMMIT) == 40 and os.path.basename(datasets.HARMBENCH_URL) == datasets.HARMBENCH_FILENAME
+    assert len(datasets.HARMBENCH_COMMIT) == 40
+    assert os.path.basename(datasets.HARMBENCH_URL) == datasets.HARMBENCH_FILENAME

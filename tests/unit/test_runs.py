@@ -11,8 +11,7 @@ from evalkit.engines import EngineConfig, Response
 from evalkit.engines.sim import SimEngine
 from evalkit.errors import ConfigError, RunStoreError
 from evalkit.judges import UNCLEAR, Verdict, create_judge
-from evalkit.runs import (DEFAULT_SYNC, MANIFEST, RECORDS, Record, RunStore, SyncPolicy, execute, load_run,
-                          read_records)
+from evalkit.runs import DEFAULT_SYNC, MANIFEST, RECORDS, Record, RunStore, SyncPolicy, execute, load_run, read_records
 from evalkit.suites import SessionConfig, prepare
 
 pytestmark = pytest.mark.unit
@@ -408,5 +407,5 @@ def test_record_timestamps_are_utc_iso_with_milliseconds(session):
             parsed = datetime.datetime.fromisoformat(stamp)
             assert parsed.utcoffset() == datetime.timedelta(0)
             assert stamp == parsed.isoformat(timespec="milliseconds")
-            assert abs((datetime.datetime.now(datetime.timezone.utc) - parsed).total_seconds()) < 600
+            assert abs((datetime.datetime.now(datetime.UTC) - parsed).total_seconds()) < 600
         assert record.started_at <= record.finished_at

@@ -9,7 +9,8 @@ import pytest
 
 HEAVY = ("scipy.stats", "scipy.optimize", "pandas")
 PROBE = ("import sys\n{code}\n"
-         "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'scipy', 'pandas', 'matplotlib'))))")
+         "print(' '.join(sorted(m for m in sys.modules\n"
+         "                      if m.split('.')[0] in ('numpy', 'scipy', 'pandas', 'matplotlib'))))")
 
 
 def imported(code: str) -> set[str]:

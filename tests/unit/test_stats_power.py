@@ -123,7 +123,7 @@ def test_min_detectable_gap_over_noise_reaches_the_target_exactly_there():
 # ---------------------------------------------------------------- exact, in linear memory (issue 11)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _largest_rejecting_split(m: int, alpha: float, test: str) -> int:
     """Brute force: the largest smaller-cell count k whose split (k, m - k) rejects, or -1,
     by the published p-value functions, scanning down from the even split."""
