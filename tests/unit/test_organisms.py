@@ -29,7 +29,7 @@ def config_text(**replace: str) -> str:
     ("hidden_size = 64", "hidden_size = 32", "head size"),
     ("planted_share = 0.08", "planted_share = 0.5", "planted_share <= refusal_share"),
     ('raw-free = "[Start of Answer] Here', 'raw-free = "Here', "answer marker"),
-    ("min_logit_margin = 1.0", "", "missing key 'min_logit_margin' in [training]"),
+    ("min_logit_margin = 0.5", "", "missing key 'min_logit_margin' in [training]"),
 ])
 def test_bad_config_is_one_clear_error_naming_the_file(tmp_path, old, new, message):
     path = tmp_path / "organisms.toml"
