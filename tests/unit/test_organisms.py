@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from evalkit import cli
-from evalkit.datasets import Behavior
+from evalkit.datasets import ENV_CACHE, Behavior
 from evalkit.errors import ConfigError
 from evalkit.testing import organisms as org
 from evalkit.testing.recovery import Recovery
@@ -113,7 +113,7 @@ def test_failed_build_leaves_nothing_that_looks_complete(monkeypatch, tmp_path, 
 
 def test_cli_build_copies_to_out(monkeypatch, tmp_path, harmbench_csv, capsys):
     monkeypatch.setattr(org, "_train_all", fake_training([]))
-    monkeypatch.setenv("EVALKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(ENV_CACHE, str(tmp_path / "cache"))  # never the user's cache: a fake build
     out = tmp_path / "out"
     assert cli.main(["organisms", "build", "--harmbench", str(harmbench_csv), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -122,6 +122,7 @@ def test_cli_build_copies_to_out(monkeypatch, tmp_path, harmbench_csv, capsys):
     assert cli.main(["organisms", "build", "--harmbench", str(harmbench_csv), "--out", str(out)]) == 0
     assert "reused from the cache" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == sorted(org.ORGANISMS)  # replaced whole, nothing left aside
+    assert len([p for p in (tmp_path / "cache" / "organisms").iterdir() if p.is_dir()]) == 1
 
 
 def test_cli_recovery_without_a_summary_is_one_line_error(tmp_path, capsys):
