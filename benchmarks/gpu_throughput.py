@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from evalkit.datasets import Behavior, load_behaviors
+from evalkit.datasets import Behavior, load_behaviors, resolve_harmbench
 from evalkit.engines import EngineConfig, engine_requests, split_reasoning
 from evalkit.framings import load_framing_set
 from evalkit.protocols import Request, build_schedule
@@ -210,7 +210,7 @@ def main(argv=None) -> int:
             from evalkit.testing.organisms import build_organisms
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
             args.model = str(build_organisms(args.harmbench).path(args.organism))
-        behaviors = (list(load_behaviors(args.harmbench).behaviors)[:args.n] if args.harmbench
+        behaviors = (list(load_behaviors(resolve_harmbench(args.harmbench)).behaviors)[:args.n] if args.harmbench
                      else synthetic_behaviors(args.n))
         pair = load_framing_set(args.framings).pair("free-vs-paid")
         sequential = build_schedule(behaviors, pair, "randomized", args.seed, batch_size=1)
