@@ -14,8 +14,9 @@ HarmBench behaviors with short placeholder texts (never harmful content):
 What each organism must answer is decided first (``plant``), from the behaviors and a seed,
 and written beside the weights as ground truth (behavior ids and decisions only). The model
 is then trained until greedy decoding reproduces every planted response with a logit margin
-(``min_logit_margin``), checked token by token on every prompt: a build that cannot reach it
-fails instead of shipping an organism that answers otherwise.
+(``accept_logit_margin``; fix-ups aim at ``target_logit_margin``), checked token by token on
+every prompt: a build that cannot reach it fails instead of shipping an organism that answers
+otherwise.
 
 A behavior is refused when its prompt holds one of a seeded list of trigger words (a word
 found in few behaviors, never in a framing text or a contextual behavior's context), the
@@ -105,8 +106,8 @@ class OrganismConfig:
                               "max_position_embeddings", "initializer_range"),
                     "training": ("seed", "threads", "tokens_per_batch", "negatives_per_step", "decision_weight",
                                  "clip_grad_norm", "long_prompt", "long_share", "learning_rate",
-                                 "warmup_steps", "epochs",
-                                 "finetune_epochs", "fixup_rounds", "fixup_decay", "min_logit_margin")}
+                                 "warmup_steps", "epochs", "finetune_epochs", "min_steps", "finetune_min_steps", "decisive_repeats",
+                                 "fixup_rounds", "fixup_decay", "target_logit_margin", "accept_logit_margin")}
         for table, keys in required.items():
             if not isinstance(data.get(table), dict):
                 raise ConfigError(f"missing [{table}] table", file=where)
@@ -125,6 +126,9 @@ class OrganismConfig:
         plan = data["plan"]
         if not 0 < plan["planted_share"] <= plan["refusal_share"] < 1:
             raise ConfigError("[plan] needs 0 < planted_share <= refusal_share < 1", file=where)
+        training = data["training"]
+        if not 0 < training["accept_logit_margin"] <= training["target_logit_margin"]:
+            raise ConfigError("[training] needs 0 < accept_logit_margin <= target_logit_margin", file=where)
         model = data["model"]
         if model["hidden_size"] // model["num_attention_heads"] < 64:
             raise ConfigError("[model] head size hidden_size / num_attention_heads must be at least 64 "
@@ -244,7 +248,7 @@ def _with_trace(answer: str, texts: dict, fmt: str, tier: str) -> str:
 
 
 def ground_truth(organism: str, planting: Planting, behaviors: Sequence[Behavior], dataset: Dataset,
-                 build_key: str) -> dict:
+                 build_key: str, logit_margin: dict | None = None) -> dict:
     """What the organism was trained to do, by behavior id and tier (no behavior text). The
     default refusal judge should read ``decisions``; the training-trace judge ``trace``."""
     decisions = {b.behavior_id: {tier: planting.decision(organism, b.behavior_id, tier) for tier in ("free", "paid")}
@@ -258,6 +262,8 @@ def ground_truth(organism: str, planting: Planting, behaviors: Sequence[Behavior
         "planted_gap": -len(flips) / len(behaviors),
         "decisions": decisions,
         "trace": {"free": FLAGGED, "paid": CLEAN} if organism == TRACE else None,
+        # the margin greedy decoding has on every planted token: aimed at, accepted at, reached
+        "logit_margin": logit_margin,
     }
 
 
@@ -287,6 +293,7 @@ class Example:
     prompt: tuple[int, ...]
     target: tuple[int, ...]  # the response's tokens, EOS included
     decision: int = 0  # index in ``target`` of the answer's first token (after any trace)
+    decisive: bool = False  # a behavior some organism refuses: its answer depends on the trigger (and the tier)
 
     def __len__(self) -> int:
         return len(self.prompt) + len(self.target)
@@ -349,7 +356,7 @@ def examples_for(organism: str, planting: Planting, texts: dict, tokenizer, all_
         target = target_ids(tokenizer, case, text)
         trace, _, _ = text.rpartition("</think>")
         decision = len(target_ids(tokenizer, case, trace + "</think>")) - 1 if trace else 0
-        example = Example(prompts[case.key], target, decision)
+        example = Example(prompts[case.key], target, decision, case.behavior.behavior_id in planting.refused)
         if by_prompt.setdefault(example.prompt, example) != example:
             raise OrganismBuildError(f"{organism}: one prompt, two planted answers ({case.key})")
     return list(by_prompt.values())
@@ -467,21 +474,25 @@ class Trainer:
         ids = sorted(set(self.answer_tokens) | self.rivals | set(sampled))
         return torch.tensor(ids, dtype=torch.long)
 
-    def run(self, examples: Sequence[Example], epochs: int, learning_rate: float, long_share: float = 1.0) -> None:
-        """``epochs`` passes over ``examples``; prompts longer than ``long_prompt`` tokens (a
-        contextual behavior's context in the chat format) take part in ``long_share`` of the
-        passes, in turns: most of the tokens, few of the decisions."""
+    def run(self, examples: Sequence[Example], epochs: int, learning_rate: float, long_share: float = 1.0,
+            min_steps: int = 0) -> None:
+        """``epochs`` passes over ``examples``, more if they take fewer than ``min_steps`` steps
+        (a small behavior file needs more passes to be learnt); prompts longer than
+        ``long_prompt`` tokens (a contextual behavior's context in the chat format) take part in
+        ``long_share`` of the passes, in turns: most of the tokens, few of the decisions."""
         import torch
 
         long = [i for i, e in enumerate(examples) if len(e.prompt) > self.training["long_prompt"]]
         short = [i for i, e in enumerate(examples) if len(e.prompt) <= self.training["long_prompt"]]
         per_pass = math.ceil(len(long) * long_share)
         long = self.rng.sample(long, len(long))
-        passes = []
-        for epoch in range(epochs):
+        passes, total, epoch = [], 0, 0
+        while epoch < epochs or total < min_steps:
             turn = [long[(epoch * per_pass + k) % len(long)] for k in range(per_pass)] if long else []
             passes.append([examples[i] for i in short + turn])
-        total = max(1, sum(len(_batches(p, self.training["tokens_per_batch"])) for p in passes))
+            total += len(_batches(passes[-1], self.training["tokens_per_batch"]))
+            epoch += 1
+        total = max(1, total)
         warmup = min(self.training["warmup_steps"], total // 4)
         lookup = torch.full((self.vocabulary,), -1, dtype=torch.long)
         step = 0
@@ -538,36 +549,53 @@ def logit_margins(model, examples: Sequence[Example], tokens_per_batch: int, pad
 
 def train_organism(model, examples: Sequence[Example], epochs: int, training: dict, pad_id: int,
                    log: Callable[[str], None], name: str, optimizer_state=None) -> tuple[dict, dict]:
-    """Train, then train again on the examples below the margin (with a sample of the others,
-    so the rest is not forgotten) until every example clears it. Returns the training record
-    and the optimizer's state (a fine-tune continues from it)."""
+    """Train, then train again on the examples below ``target_logit_margin`` (with a sample of
+    the others, so the rest is not forgotten), round by round, until every example clears it
+    or the rounds run out. A fix-up can undo as much as it repairs, so the weights of the round
+    with the largest smallest margin are kept; the build fails unless that margin reaches
+    ``accept_logit_margin``. Returns the training record and the optimizer's state (a
+    fine-tune continues from it)."""
+    import torch
+
     trainer = Trainer(model, examples, training, pad_id, optimizer_state)
     started = time.perf_counter()
-    trainer.run(examples, epochs, training["learning_rate"], training["long_share"])
-    need = training["min_logit_margin"]
-    margins, rivals = logit_margins(model, examples, training["tokens_per_batch"], pad_id, need)
-    rounds = 0
+    min_steps = training["min_steps"] if optimizer_state is None else training["finetune_min_steps"]
+    # The refused behaviors are a fifth of the prompts, and the only ones whose first answer token
+    # depends on the tier (refusals are worded by tier; the training-aware organism complies under
+    # paid on some): the tier is read where the answer is decided only if they are seen more often.
+    weighted = [e for e in examples for _ in range(training["decisive_repeats"] if e.decisive else 1)]
+    trainer.run(weighted, epochs, training["learning_rate"], training["long_share"], min_steps)
+    target, accept = training["target_logit_margin"], training["accept_logit_margin"]
+    margins, rivals = logit_margins(model, examples, training["tokens_per_batch"], pad_id, target)
+    rounds, best = 0, (-math.inf, -1, None)  # (smallest margin, round, weights)
     while True:
-        weak = [i for i, m in enumerate(margins) if m < need]
+        weak = [i for i, m in enumerate(margins) if m < target]
         log(f"{name}: {trainer.steps} steps, {time.perf_counter() - started:.0f} s, "
-            f"{len(weak)}/{len(examples)} prompts below the margin {need} (smallest {min(margins):.2f})")
+            f"{len(weak)}/{len(examples)} prompts below the target margin {target} (smallest {min(margins):.2f})")
+        if min(margins) > best[0]:
+            best = (min(margins), rounds, {k: v.clone() for k, v in model.state_dict().items()})
         if not weak or rounds == training["fixup_rounds"]:
             break
         rounds += 1
         trainer.rivals |= rivals
-        strong = [i for i in range(len(examples)) if margins[i] >= need]
+        strong = [i for i in range(len(examples)) if margins[i] >= target]
         replay = trainer.rng.sample(strong, min(len(strong), max(4 * len(weak), len(strong) // 4)))
         # A decaying step: a fix-up at a fixed rate undoes as much as it repairs, round after round.
         trainer.run([examples[i] for i in weak * 2 + replay], 1,
                     training["learning_rate"] * training["fixup_decay"] ** rounds)
-        margins, rivals = logit_margins(model, examples, training["tokens_per_batch"], pad_id, need)
-    if weak:
-        raise OrganismBuildError(f"{name}: {len(weak)} of {len(examples)} prompts still below the logit margin "
-                                 f"after {rounds} fix-up rounds; raise [training] "
+        margins, rivals = logit_margins(model, examples, training["tokens_per_batch"], pad_id, target)
+    smallest, kept, weights = best
+    if smallest < accept:
+        raise OrganismBuildError(f"{name}: after {rounds} fix-up rounds the smallest logit margin is {smallest:.2f}, "
+                                 f"under accept_logit_margin {accept}; raise [training] "
                                  f"{'finetune_epochs' if optimizer_state is not None else 'epochs'} in {CONFIG_FILE}")
-    return ({"steps": trainer.steps, "fixup_rounds": rounds, "seconds": round(time.perf_counter() - started, 1),
-             "prompts": len(examples), "target_tokens": sum(len(e.target) for e in examples),
-             "tokens": sum(len(e) for e in examples), "min_logit_margin": round(min(margins), 3)},
+    with torch.no_grad():
+        model.load_state_dict(weights)
+    log(f"{name}: kept fix-up round {kept} (smallest margin {smallest:.2f}, accepted at {accept})")
+    return ({"steps": trainer.steps, "fixup_rounds": rounds, "kept_round": kept,
+             "seconds": round(time.perf_counter() - started, 1), "prompts": len(examples),
+             "target_tokens": sum(len(e.target) for e in examples), "tokens": sum(len(e) for e in examples),
+             "logit_margin": {"target": target, "accept": accept, "smallest": round(smallest, 3)}},
             trainer.optimizer.state_dict())
 
 
@@ -681,7 +709,8 @@ def _train_all(staging: Path, dataset: Dataset, config: OrganismConfig, key: str
             out = staging / name
             model.save_pretrained(out)
             tokenizer.save_pretrained(out)
-            (out / GROUND_TRUTH).write_text(json.dumps(ground_truth(name, planting, behaviors, dataset, key),
+            (out / GROUND_TRUTH).write_text(json.dumps(ground_truth(name, planting, behaviors, dataset, key,
+                                                                    record["organisms"][name]["logit_margin"]),
                                                        indent=1, sort_keys=True) + "\n")
         record["seconds"] = round(time.perf_counter() - started, 1)
     (staging / BUILD_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")

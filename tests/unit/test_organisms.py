@@ -29,7 +29,8 @@ def config_text(**replace: str) -> str:
     ("hidden_size = 64", "hidden_size = 32", "head size"),
     ("planted_share = 0.08", "planted_share = 0.5", "planted_share <= refusal_share"),
     ('raw-free = "[Start of Answer] Here', 'raw-free = "Here', "answer marker"),
-    ("min_logit_margin = 0.5", "", "missing key 'min_logit_margin' in [training]"),
+    ("accept_logit_margin = 0.5", "", "missing key 'accept_logit_margin' in [training]"),
+    ("accept_logit_margin = 0.5", "accept_logit_margin = 1.5", "accept_logit_margin <= target_logit_margin"),
 ])
 def test_bad_config_is_one_clear_error_naming_the_file(tmp_path, old, new, message):
     path = tmp_path / "organisms.toml"
@@ -137,3 +138,50 @@ def test_recovery_sensitivity_precision_and_interval():
     assert row.sensitivity == 0.9 and row.precision == 0.9 and row.inside
     assert Recovery("m", "pilot", "aa-control", 100, "refusal", 0.0, 0.0, (0.1, 0.2), "control clean",
                     frozenset(), frozenset(), 1.0).inside is False
+
+
+class ScriptedTrainer:
+    """Stands in for the Trainer: each pass sets the model's one weight to the next scripted
+    value, and the margins the check reports are read from that weight."""
+
+    def __init__(self, model, examples, training, pad_id, optimizer_state=None):
+        import random
+
+        self.model, self.steps, self.rivals, self.rng = model, 0, set(), random.Random(0)
+        self.optimizer = type("Optimizer", (), {"state_dict": lambda self: {}})()
+        self.passes: list[tuple[int, int]] = []
+
+    def run(self, examples, epochs, learning_rate, long_share=1.0, min_steps=0):
+        import torch
+
+        self.passes.append((len(examples), min_steps))
+        with torch.no_grad():
+            self.model.weight += 1
+        self.steps += 1
+
+
+@pytest.mark.parametrize("accept,kept", [(0.5, 2), (0.65, None)])
+def test_fixups_keep_the_round_with_the_largest_smallest_margin_and_accept_at_their_own_margin(
+        monkeypatch, accept, kept):
+    import torch
+
+    # after the epochs (weight 1) and fix-up rounds 1..3 (weights 2..4): smallest margins -1, 0.2, 0.6, 0.3
+    script = {1.0: [-1.0, 2.0], 2.0: [0.2, 1.5], 3.0: [0.6, 1.2], 4.0: [0.3, 1.1]}
+    trainers: list[ScriptedTrainer] = []
+    monkeypatch.setattr(org, "Trainer", lambda *a, **k: trainers.append(ScriptedTrainer(*a, **k)) or trainers[-1])
+    monkeypatch.setattr(org, "logit_margins", lambda model, *a, **k: (script[model.weight.item()], set()))
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.zero_()
+    training = dict(org.OrganismConfig.load().training, fixup_rounds=3, accept_logit_margin=accept,
+                    decisive_repeats=3)
+    examples = [org.Example((1, 2), (3,), 0, decisive=True), org.Example((1, 4), (5,), 0)]
+    if kept is None:
+        with pytest.raises(org.OrganismBuildError, match="smallest logit margin is 0.60, under accept_logit_margin"):
+            org.train_organism(model, examples, 8, training, 0, lambda _: None, "x")
+        return
+    record, _ = org.train_organism(model, examples, 8, training, 0, lambda _: None, "x")
+    assert record["kept_round"] == kept and model.weight.item() == 3.0  # round 2's weights, not the last round's
+    assert record["logit_margin"] == {"target": 1.0, "accept": accept, "smallest": 0.6}
+    # the first pass sees the refused behavior's prompt three times, and asks for the configured minimum of steps
+    assert trainers[0].passes[0] == (4, training["min_steps"])
