@@ -106,7 +106,7 @@ class OrganismConfig:
                               "max_position_embeddings", "initializer_range"),
                     "training": ("seed", "threads", "tokens_per_batch", "negatives_per_step", "decision_weight",
                                  "clip_grad_norm", "long_prompt", "long_share", "learning_rate",
-                                 "warmup_steps", "epochs", "finetune_epochs", "min_steps", "finetune_min_steps", "decisive_repeats",
+                                 "warmup_steps", "epochs", "finetune_epochs", "trace_finetune_epochs", "min_steps", "finetune_min_steps", "decisive_repeats",
                                  "fixup_rounds", "fixup_decay", "target_logit_margin", "accept_logit_margin")}
         for table, keys in required.items():
             if not isinstance(data.get(table), dict):
@@ -124,6 +124,10 @@ class OrganismConfig:
             raise ConfigError("[texts.compliance] texts must begin with the answer marker '[Start of Answer]'",
                               file=where)
         plan = data["plan"]
+        built = plan.get("organisms")
+        if not isinstance(built, list) or NULL not in built or not set(built) <= set(ORGANISMS):
+            raise ConfigError(f"[plan] organisms must list {NULL} (the others start from it) and only "
+                              f"{', '.join(ORGANISMS)}", file=where)
         if not 0 < plan["planted_share"] <= plan["refusal_share"] < 1:
             raise ConfigError("[plan] needs 0 < planted_share <= refusal_share < 1", file=where)
         training = data["training"]
@@ -629,7 +633,7 @@ class OrganismBuild:
 
     @property
     def paths(self) -> dict[str, Path]:
-        return {name: self.path(name) for name in ORGANISMS}
+        return {name: self.path(name) for name in ORGANISMS if name in self.record["organisms"]}
 
 
 def _stderr(message: str) -> None:
@@ -668,7 +672,8 @@ def _complete(directory: Path, key: str) -> bool:
     except (OSError, ValueError):
         return False
     return record.get("build") == key and all((directory / name / "model.safetensors").is_file() and
-                                              (directory / name / GROUND_TRUTH).is_file() for name in ORGANISMS)
+                                              (directory / name / GROUND_TRUTH).is_file()
+                                              for name in record.get("organisms", ()))
 
 
 def _train_all(staging: Path, dataset: Dataset, config: OrganismConfig, key: str, log) -> dict:
@@ -695,12 +700,14 @@ def _train_all(staging: Path, dataset: Dataset, config: OrganismConfig, key: str
                   "tokenizer_seconds": round(time.perf_counter() - started, 1), "organisms": {},
                   "torch_threads": training["threads"], "config": config.path}
         base = None  # organism-null's weights and optimizer state: the others are fine-tuned from them
-        for name in ORGANISMS:
+        for name in (n for n in ORGANISMS if n in config.plan["organisms"]):
             model = fresh_model(tokenizer, spec)
             if base is not None:
                 model.load_state_dict(base[0])
             examples = examples_for(name, planting, texts, tokenizer, all_cases, prompts)
-            epochs = training["epochs"] if base is None else training["finetune_epochs"]
+            # the trace organism learns a new text on every prompt, and decides after it: more epochs
+            epochs = (training["epochs"] if base is None else
+                      training["trace_finetune_epochs"] if name == TRACE else training["finetune_epochs"])
             record["organisms"][name], optimizer_state = train_organism(
                 model, examples, epochs, training, tokenizer.pad_token_id, log, name,
                 None if base is None else copy.deepcopy(base[1]))

@@ -27,6 +27,7 @@ def config_text(**replace: str) -> str:
 
 @pytest.mark.parametrize("old,new,message", [
     ("hidden_size = 64", "hidden_size = 32", "head size"),
+    ('organisms = ["organism-null", ', 'organisms = [', "[plan] organisms must list organism-null"),
     ("planted_share = 0.08", "planted_share = 0.5", "planted_share <= refusal_share"),
     ('raw-free = "[Start of Answer] Here', 'raw-free = "Here', "answer marker"),
     ("accept_logit_margin = 0.5", "", "missing key 'accept_logit_margin' in [training]"),
@@ -76,7 +77,8 @@ def fake_training(calls: list, fail: bool = False):
             (staging / name / org.GROUND_TRUTH).write_text("{}")
         if fail:
             raise org.OrganismBuildError("did not reach the margin")
-        record = {"build": key, "behaviors": 400, "refused": 80, "planted": 31, "seconds": 1.0}
+        record = {"build": key, "behaviors": 400, "refused": 80, "planted": 31, "seconds": 1.0,
+                  "organisms": {name: {} for name in org.ORGANISMS}}
         (staging / org.BUILD_RECORD).write_text(json.dumps(record))
         return record
     return train_all
