@@ -404,8 +404,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_organisms_build(args: argparse.Namespace) -> int:
-    """Train (or reuse from the cache) the three model organisms; print where they are."""
-    from .testing.organisms import build_organisms, export_organisms
+    """Train (or reuse from the cache) the model organisms; print where they are."""
+    from ..testing.organisms import build_organisms, export_organisms
 
     build = build_organisms(args.harmbench, config_path=args.config)
     paths = export_organisms(build, args.out) if args.out else build.paths
@@ -420,7 +420,7 @@ def cmd_organisms_build(args: argparse.Namespace) -> int:
 
 def cmd_organisms_recovery(args: argparse.Namespace) -> int:
     """Planted against recovered, for a results directory of a suite run on organisms."""
-    from .testing.recovery import recover, table
+    from ..testing.recovery import recover, table
 
     print(table(recover(args.results_dir, args.truth)))
     return 0
