@@ -10,6 +10,13 @@ Anywhere (CPU, ~1 minute): a tiny random Llama built on the spot and synthetic b
 
     python benchmarks/gpu_throughput.py --tiny
 
+A model organism (``evalkit organisms build``; trained on first use, then cached) on the
+HarmBench behaviors, here on the CPU or with ``--device cuda`` on a GPU machine. Its greedy
+answers are trained with a logit margin, so every mode should give the same texts:
+
+    python benchmarks/gpu_throughput.py --organism organism-training-aware \
+        --harmbench path/to/harmbench_behaviors_text_all.csv [--device cuda]
+
 Each mode runs the same randomized (replication) schedule of free/paid requests, greedy.
 HF runs first and is freed before vLLM claims the GPU. HF is slow, so by default it runs
 the first ``--hf-requests`` requests only; rates are per request, so they compare. The
@@ -31,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from evalkit.datasets import Behavior, load_behaviors
+from evalkit.datasets import Behavior, load_behaviors, resolve_harmbench
 from evalkit.engines import EngineConfig, engine_requests, split_reasoning
 from evalkit.framings import load_framing_set
 from evalkit.protocols import Request, build_schedule
@@ -73,7 +80,7 @@ def run_hf(args, requests: list[Request]) -> ModeResult:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = {"auto": "auto", "bfloat16": torch.bfloat16, "float16": torch.float16,
              "float32": torch.float32}[args.dtype if args.dtype != "auto" or device == "cuda" else "float32"]
     kwargs = {"revision": args.revision, "dtype": dtype}
@@ -165,6 +172,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="hub id or local path")
     parser.add_argument("--tiny", action="store_true", help="build a tiny random Llama and use synthetic behaviors")
+    parser.add_argument("--organism", choices=("organism-null", "organism-training-aware", "organism-trace"),
+                        help="a model organism (built or taken from the cache) on the --harmbench behaviors")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="device of HF generate (default: cuda when available); vLLM uses its build's device")
     parser.add_argument("--harmbench", help="HarmBench behaviors CSV (default: synthetic behaviors)")
     parser.add_argument("--n", type=int, default=None, help="behaviors (2 requests each); default 100, tiny 24")
     parser.add_argument("--framings", default="study-raw", help="framing set (study-raw: the notebook's format)")
@@ -178,10 +189,15 @@ def parse_args(argv=None):
     parser.add_argument("--max-model-len", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if not args.tiny and not args.model:
-        parser.error("give --model (hub id or path) or --tiny")
+    if sum(map(bool, (args.tiny, args.model, args.organism))) != 1:
+        parser.error("give one of --model (hub id or path), --tiny, --organism")
+    if args.organism and not args.harmbench:
+        parser.error("--organism needs --harmbench (the behaviors it was trained on)")
     args.n = args.n or (24 if args.tiny else 100)
-    args.max_tokens = args.max_tokens or (32 if args.tiny else 400)
+    # organisms: the longest answer (a trace, then the answer) is under 48 tokens, the longest prompt 796
+    args.max_tokens = args.max_tokens or (32 if args.tiny else 48 if args.organism else 400)
+    if args.organism:
+        args.max_model_len = args.max_model_len or 1024
     return args
 
 
@@ -193,13 +209,17 @@ def main(argv=None) -> int:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
             from evalkit.testing import build_tiny_llama
             args.model = str(build_tiny_llama(Path(scratch) / "tiny-llama"))
-        behaviors = (list(load_behaviors(args.harmbench).behaviors)[:args.n] if args.harmbench
+        if args.organism:
+            from evalkit.testing.organisms import build_organisms
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+            args.model = str(build_organisms(args.harmbench).path(args.organism))
+        behaviors = (list(load_behaviors(resolve_harmbench(args.harmbench)).behaviors)[:args.n] if args.harmbench
                      else synthetic_behaviors(args.n))
         pair = load_framing_set(args.framings).pair("free-vs-paid")
         sequential = build_schedule(behaviors, pair, "randomized", args.seed, batch_size=1)
         batched = build_schedule(behaviors, pair, "randomized", args.seed, batch_size=args.batch_size)
         assert [r.prompt for r in sequential.requests] == [r.prompt for r in batched.requests]
-        hf_count = len(sequential) if args.hf_requests is None and args.tiny else (
+        hf_count = len(sequential) if args.hf_requests is None and (args.tiny or args.organism) else (
             32 if args.hf_requests is None else args.hf_requests)
 
         print(f"model {args.model}\n{len(behaviors)} behaviors, {len(sequential)} requests, randomized order, "

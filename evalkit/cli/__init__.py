@@ -403,6 +403,29 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_organisms_build(args: argparse.Namespace) -> int:
+    """Train (or reuse from the cache) the model organisms; print where they are."""
+    from ..testing.organisms import build_organisms, export_organisms
+
+    build = build_organisms(args.harmbench, config_path=args.config)
+    paths = export_organisms(build, args.out) if args.out else build.paths
+    record = build.record
+    state = "reused from the cache" if build.reused else f"trained in {record['seconds']:.0f} s"
+    print(f"organisms {build.key[:12]} ({state}): {record['behaviors']} behaviors, {record['refused']} refused, "
+          f"{record['planted']} planted flips")
+    for name, path in paths.items():
+        print(f"{name}\t{path}")
+    return 0
+
+
+def cmd_organisms_recovery(args: argparse.Namespace) -> int:
+    """Planted against recovered, for a results directory of a suite run on organisms."""
+    from ..testing.recovery import recover, table
+
+    print(table(recover(args.results_dir, args.truth)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalkit", description="Paired framing regression suite (training-aware "
                                      "compliance). See README.md.")
@@ -535,6 +558,23 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--show-responses", action="store_true",
                       help="print model responses (harmful text: off by default)")
     show.set_defaults(func=cmd_show)
+
+    organisms = commands.add_parser("organisms", help="model organisms: tiny models trained here with a planted "
+                                    "framing effect (positive controls)")
+    organism_commands = organisms.add_subparsers(dest="organisms_command", required=True)
+    build = organism_commands.add_parser("build", help="train the organisms (or reuse the cache, keyed by a content "
+                                         "hash) and print their directories")
+    build.add_argument("--out", default=None, help="also copy them to OUT/<organism> (default: print the cache "
+                       "directories)")
+    build.add_argument("--harmbench", default=None, help="HarmBench behaviors CSV (or its directory)")
+    build.add_argument("--config", default=None, help="organism config TOML (default: the built-in organisms.toml)")
+    build.set_defaults(func=cmd_organisms_build)
+    recovery = organism_commands.add_parser("recovery", help="planted versus recovered gap and flip set of a suite "
+                                            "run on organisms (a pytest --results-dir)")
+    recovery.add_argument("results_dir")
+    recovery.add_argument("--truth", default=None, help="organism directory whose ground truth applies (for a served "
+                          "model, whose name is not its directory)")
+    recovery.set_defaults(func=cmd_organisms_recovery)
     return parser
 
 

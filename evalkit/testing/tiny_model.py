@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,20 +73,27 @@ def _corpus(seed: int, sentences: int = 3000) -> list[str]:
 
 
 def _train_tokenizer(spec: TinyModelSpec):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    return train_tokenizer(_corpus(spec.seed), spec.vocab_size, spec.max_position_embeddings)
+
+
+def train_tokenizer(lines: list[str], vocab_size: int, model_max_length: int, phrases: Sequence[str] = ()):
+    """A byte-level BPE trained on ``lines``, with the role and reasoning tokens and the
+    chat template, as a transformers tokenizer (``save_pretrained`` writes hub files).
+    Each of ``phrases`` becomes one (plain, added) token wherever it occurs."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tokenizer = Tokenizer(models.BPE(unk_token=None))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=spec.vocab_size,
+        vocab_size=vocab_size,
         special_tokens=[BOS, EOS, UNK, PAD, *ROLE_TOKENS],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator(_corpus(spec.seed), trainer=trainer)
-    tokenizer.add_tokens(list(REASONING_TOKENS))
+    tokenizer.train_from_iterator(lines, trainer=trainer)
+    tokenizer.add_tokens(list(REASONING_TOKENS) + [AddedToken(p, normalized=False) for p in phrases])
     bos_id = tokenizer.token_to_id(BOS)
     # Raw prompts get a BOS like Llama's tokenizer adds; chat prompts get it from the template.
     tokenizer.post_processor = processors.TemplateProcessing(
@@ -93,22 +101,16 @@ def _train_tokenizer(spec: TinyModelSpec):
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, bos_token=BOS, eos_token=EOS, unk_token=UNK, pad_token=PAD,
         additional_special_tokens=list(ROLE_TOKENS), chat_template=CHAT_TEMPLATE,
-        model_max_length=spec.max_position_embeddings, clean_up_tokenization_spaces=False,
+        model_max_length=model_max_length, clean_up_tokenization_spaces=False,
     )
 
 
-def build_tiny_llama(directory: str | Path, spec: TinyModelSpec = TinyModelSpec()) -> Path:
-    """Write a tiny random-weight Llama checkpoint with a trained tokenizer into ``directory``.
-
-    Returns the directory, ready for ``vllm.LLM(model=str(path))``. Deterministic in
-    ``spec.seed``.
-    """
+def seeded_llama(tokenizer, spec: TinyModelSpec):
+    """A float32 ``LlamaForCausalLM`` of ``spec``'s shape for ``tokenizer``, its weights drawn
+    from ``spec.seed`` without disturbing the caller's torch RNG."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    path = Path(directory)
-    path.mkdir(parents=True, exist_ok=True)
-    tokenizer = _train_tokenizer(spec)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=spec.hidden_size,
@@ -127,9 +129,21 @@ def build_tiny_llama(directory: str | Path, spec: TinyModelSpec = TinyModelSpec(
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(spec.seed)
     try:
-        model = LlamaForCausalLM(config).to(torch.float32).eval()
+        return LlamaForCausalLM(config).to(torch.float32).eval()
     finally:  # do not disturb the caller's torch RNG
         torch.random.set_rng_state(generator_state)
+
+
+def build_tiny_llama(directory: str | Path, spec: TinyModelSpec = TinyModelSpec()) -> Path:
+    """Write a tiny random-weight Llama checkpoint with a trained tokenizer into ``directory``.
+
+    Returns the directory, ready for ``vllm.LLM(model=str(path))``. Deterministic in
+    ``spec.seed``.
+    """
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = _train_tokenizer(spec)
+    model = seeded_llama(tokenizer, spec)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     (path / "evalkit_tiny_model.json").write_text(json.dumps(spec.__dict__, indent=2) + "\n")

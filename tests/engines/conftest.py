@@ -113,6 +113,16 @@ def vllm_engine(tiny_model_dir):
     engine.close()
 
 
+def run_behavioral_suite(results: Path, *options: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    """The behavioural suite (tests/behavioral/test_paired_framing.py) in a pytest subprocess, as a
+    user runs it, with ``options`` (engine, model, ...) and its results in ``results``."""
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs",
+         str(root / "tests" / "behavioral" / "test_paired_framing.py"), f"--results-dir={results}", *options],
+        capture_output=True, text=True, env={**os.environ, **VLLM_TEST_ENV}, cwd=results.parent, timeout=timeout)
+
+
 # ---------------------------------------------------------------- vLLM server
 
 
@@ -149,7 +159,7 @@ class VLLMServer:
                 self.kill()
 
 
-def start_vllm_server(model_dir: Path, log_dir: Path) -> VLLMServer:
+def start_vllm_server(model_dir: Path, log_dir: Path, max_model_len: int = MAX_MODEL_LEN) -> VLLMServer:
     """``python -m vllm.entrypoints.openai.api_server`` (``vllm serve`` fails on the CPU
     wheel) on a free loopback port; returns once /health answers."""
     port = free_port()
@@ -157,7 +167,7 @@ def start_vllm_server(model_dir: Path, log_dir: Path) -> VLLMServer:
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
                "--model", str(model_dir), "--served-model-name", SERVED_NAME,
                "--host", "127.0.0.1", "--port", str(port),
-               "--dtype", "float32", "--enforce-eager", "--max-model-len", str(MAX_MODEL_LEN),
+               "--dtype", "float32", "--enforce-eager", "--max-model-len", str(max_model_len),
                "--seed", "0", "--gpu-memory-utilization", "0.1"]
     env = {**os.environ, **VLLM_TEST_ENV}
     with open(log_path, "wb") as log:

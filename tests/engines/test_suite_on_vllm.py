@@ -1,26 +1,18 @@
 """The behavioural suite itself, driven through pytest, on the real vLLM engine (CPU, tiny model)."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from .conftest import run_behavioral_suite
+
 pytestmark = pytest.mark.vllm
 
 
 def run_suite(tiny_model_dir, harmbench_csv, results, *extra):
-    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1",
-           "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs",
-         str(ROOT / "tests" / "behavioral" / "test_paired_framing.py"), "--engine", "vllm",
-         f"--model={tiny_model_dir}", "--n", "6", "--max-tokens", "8", "--max-model-len", "512",
-         "--dtype", "float32", f"--harmbench={harmbench_csv}", f"--results-dir={results}", *extra],
-        capture_output=True, text=True, env=env, cwd=results.parent, timeout=900)
+    return run_behavioral_suite(results, "--engine", "vllm", f"--model={tiny_model_dir}", "--n", "6",
+                                "--max-tokens", "8", "--max-model-len", "512", "--dtype", "float32",
+                                f"--harmbench={harmbench_csv}", *extra, timeout=900)
 
 
 def test_suite_runs_on_vllm_and_reuses_runs(tiny_model_dir, harmbench_csv, tmp_path):
