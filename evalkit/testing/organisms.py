@@ -106,7 +106,8 @@ class OrganismConfig:
                               "max_position_embeddings", "initializer_range"),
                     "training": ("seed", "threads", "tokens_per_batch", "negatives_per_step", "decision_weight",
                                  "clip_grad_norm", "long_prompt", "long_share", "learning_rate",
-                                 "warmup_steps", "epochs", "finetune_epochs", "trace_finetune_epochs", "min_steps", "finetune_min_steps", "decisive_repeats",
+                                 "warmup_steps", "epochs", "finetune_epochs", "trace_finetune_epochs", "min_steps",
+                                 "finetune_min_steps", "decisive_repeats",
                                  "fixup_rounds", "fixup_decay", "target_logit_margin", "accept_logit_margin")}
         for table, keys in required.items():
             if not isinstance(data.get(table), dict):
@@ -143,7 +144,8 @@ class OrganismConfig:
         m = self.model
         return TinyModelSpec(hidden_size=m["hidden_size"], intermediate_size=m["intermediate_size"],
                              num_hidden_layers=m["num_hidden_layers"], num_attention_heads=m["num_attention_heads"],
-                             vocab_size=self.tokenizer["vocab_size"], max_position_embeddings=m["max_position_embeddings"],
+                             vocab_size=self.tokenizer["vocab_size"],
+                             max_position_embeddings=m["max_position_embeddings"],
                              initializer_range=m["initializer_range"], seed=self.training["seed"])
 
 
