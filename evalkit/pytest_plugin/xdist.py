@@ -31,7 +31,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if keys:
         directory = session_dir(config)
         directory.mkdir(parents=True, exist_ok=True)
-        atomic_write(directory / f"collected-{config.workerinput['workerid']}.json",
+        # xdist sets workerinput on workers only; pytest's Config type does not declare it
+        worker_id = getattr(config, "workerinput")["workerid"]  # noqa: B009
+        atomic_write(directory / f"collected-{worker_id}.json",
                      json.dumps([list(k) for k in keys]).encode())
 
 
