@@ -84,9 +84,11 @@ def add_flags(parser: pytest.Parser, *, short: bool) -> None:
                 f"evalkit: option {clash[0]} is already defined by this project (a conftest or another plugin); "
                 f"evalkit is active here, so it adds its short flags: rename the project's option, or set "
                 f"'{ACTIVATION_INI} = false' in the ini file and use {namespaced(option.flag)}")
-        kwargs: dict[str, Any] = {"dest": f"evalkit_{option.dest}", "help": option.help, "default": option.default}
+        # Value flags default to None so that a flag given at its default value still overrides the
+        # ini file; option_values fills in the default when neither the command line nor the ini sets it.
+        kwargs: dict[str, Any] = {"dest": f"evalkit_{option.dest}", "help": option.help, "default": None}
         if option.action == "store_true":
-            kwargs["action"] = "store_true"
+            kwargs["action"], kwargs["default"] = "store_true", option.default
         else:
             kwargs["type"], kwargs["metavar"] = option.type, option.dest.upper()
             if option.action:
@@ -143,9 +145,14 @@ def option_values(config: pytest.Config) -> dict[str, Any]:
     values = {}
     for option in all_options():
         value = config.getoption(f"evalkit_{option.dest}")
-        if value == option.default:  # not given on the command line (or given as the default: the same)
-            from_ini = _from_ini(config, option)
-            value = value if from_ini is None else from_ini
+        if option.action == "store_true":
+            if value == option.default:  # a switch not given: the ini may turn it on
+                from_ini = _from_ini(config, option)
+                value = value if from_ini is None else from_ini
+        elif value is None:  # not given on the command line
+            value = _from_ini(config, option)
+            if value is None:
+                value = option.default
         values[option.dest] = value
     config.stash[VALUES_KEY] = values
     return values

@@ -43,6 +43,17 @@ def test_the_command_line_wins_over_the_ini(pytester, harmbench_csv, tmp_path):
     assert row_ns(tmp_path) == {("c", "replication", "free-vs-paid"): 30, ("c", "replication", "aa-control"): 30}
 
 
+def test_a_flag_given_at_its_default_value_still_wins_over_the_ini(pytester, harmbench_csv, tmp_path):
+    from evalkit.options import all_options
+    default = next(o.default for o in all_options() if o.dest == "max_flip_rate")
+    assert default != 0.5  # the ini below sets 0.5: the flag restores the default explicitly
+    project(pytester, harmbench_csv, tmp_path)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--n", "30", f"--max-flip-rate={default}")
+    assert result.ret in (0, 1), result.outlines[-20:]
+    meta = json.loads((tmp_path / "results" / "summary.json").read_text())["meta"]
+    assert meta["max_flip_rate"] == float(default)
+
+
 @pytest.mark.parametrize(("key", "value", "message"), [("evalkit_seed", "abc", "evalkit_seed = 'abc'"),
                                                         ("evalkit_ci_method", "nope", "choose from")])
 def test_a_bad_ini_value_is_a_usage_error_naming_the_key(pytester, harmbench_csv, tmp_path, key, value, message):
