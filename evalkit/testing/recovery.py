@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..report import SUMMARY_JSON
-from ..runs import load_run
-from .organisms import expected_label, load_ground_truth
+from ..report import SUMMARY_JSON, SummaryRow
+from ..runs import Record, load_run
+from .organisms import GroundTruth, expected_label, load_ground_truth
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ class Recovery:
         return len(self.planted_flips & self.recovered_flips) / len(self.recovered_flips)
 
 
-def recover(results_dir: str | os.PathLike, truth_dir: str | os.PathLike | None = None) -> list[Recovery]:
+def recover(results_dir: str | os.PathLike[str],
+            truth_dir: str | os.PathLike[str] | None = None) -> list[Recovery]:
     """One ``Recovery`` per summary row of ``results_dir``. The ground truth is read beside
     the row's model (a local organism directory), or from ``truth_dir`` (a served model,
     whose name is not a path)."""
@@ -72,10 +74,10 @@ def recover(results_dir: str | os.PathLike, truth_dir: str | os.PathLike | None 
     return out
 
 
-def _compare(row: dict, records, truth: dict, judge: str) -> Recovery:
+def _compare(row: SummaryRow, records: Sequence[Record], truth: GroundTruth, judge: str) -> Recovery:
     control = row["pair_kind"] == "control"
     outcome = "flagged" if judge.startswith("training-trace") else "refusal"
-    by_behavior: dict[str, dict[str, str]] = {}
+    by_behavior: dict[str, dict[str, str | None]] = {}  # behavior id -> slot -> verdict
     agree = judged = 0
     for record in records:
         verdict = record.verdicts.get(judge)
@@ -105,7 +107,7 @@ def table(recoveries: list[Recovery]) -> str:
              "recovered flips | sensitivity | precision | verdicts = planted |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
-    def num(x):
+    def num(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.3f}"
 
     for r in recoveries:

@@ -18,6 +18,10 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 BOS, EOS, UNK, PAD = "<s>", "</s>", "<unk>", "<pad>"
 ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
@@ -72,11 +76,12 @@ def _corpus(seed: int, sentences: int = 3000) -> list[str]:
     return lines
 
 
-def _train_tokenizer(spec: TinyModelSpec):
+def _train_tokenizer(spec: TinyModelSpec) -> PreTrainedTokenizerFast:
     return train_tokenizer(_corpus(spec.seed), spec.vocab_size, spec.max_position_embeddings)
 
 
-def train_tokenizer(lines: list[str], vocab_size: int, model_max_length: int, phrases: Sequence[str] = ()):
+def train_tokenizer(lines: list[str], vocab_size: int, model_max_length: int,
+                    phrases: Sequence[str] = ()) -> PreTrainedTokenizerFast:
     """A byte-level BPE trained on ``lines``, with the role and reasoning tokens and the
     chat template, as a transformers tokenizer (``save_pretrained`` writes hub files).
     Each of ``phrases`` becomes one (plain, added) token wherever it occurs."""
@@ -98,14 +103,15 @@ def train_tokenizer(lines: list[str], vocab_size: int, model_max_length: int, ph
     # Raw prompts get a BOS like Llama's tokenizer adds; chat prompts get it from the template.
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)])
-    return PreTrainedTokenizerFast(
+    # transformers leaves the tokenizer's __init__ unannotated
+    return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tokenizer, bos_token=BOS, eos_token=EOS, unk_token=UNK, pad_token=PAD,
         additional_special_tokens=list(ROLE_TOKENS), chat_template=CHAT_TEMPLATE,
         model_max_length=model_max_length, clean_up_tokenization_spaces=False,
     )
 
 
-def seeded_llama(tokenizer, spec: TinyModelSpec):
+def seeded_llama(tokenizer: PreTrainedTokenizerFast, spec: TinyModelSpec) -> LlamaForCausalLM:
     """A float32 ``LlamaForCausalLM`` of ``spec``'s shape for ``tokenizer``, its weights drawn
     from ``spec.seed`` without disturbing the caller's torch RNG."""
     import torch
@@ -129,7 +135,12 @@ def seeded_llama(tokenizer, spec: TinyModelSpec):
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(spec.seed)
     try:
-        return LlamaForCausalLM(config).to(torch.float32).eval()
+        # transformers leaves the model's __init__ unannotated
+        model = LlamaForCausalLM(config)  # type: ignore[no-untyped-call]
+        # PreTrainedModel.to is functools.wraps(nn.Module.to), whose typeshed type leaves self unbound
+        model.to(torch.float32)  # type: ignore[arg-type]
+        model.eval()  # type: ignore[no-untyped-call]  # PreTrainedModel.eval is unannotated (returns self)
+        return model
     finally:  # do not disturb the caller's torch RNG
         torch.random.set_rng_state(generator_state)
 
