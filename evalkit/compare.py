@@ -27,7 +27,7 @@ from .analysis import CheckOutcome, PairedOutcomes, paired_outcomes
 from .errors import InputError
 from .judges import ERROR, NOT_APPLICABLE
 from .snapshots import MEASUREMENT_FIELDS, provenance
-from .stats._serialise import jsonable
+from .stats import jsonable
 
 if TYPE_CHECKING:
     from .suites import Row, Session
@@ -288,7 +288,7 @@ def _p(value: float) -> str:
     return "<0.0001" if value < 1e-4 else f"{value:.3g}"
 
 
-def _table_rows(comparison: Comparison) -> list[tuple[object, ...]]:
+def table_rows(comparison: Comparison) -> list[tuple[object, ...]]:
     out: list[tuple[object, ...]] = []
     for row in comparison.rows:
         low, high = row.gap.change_ci
@@ -304,7 +304,7 @@ def _table_rows(comparison: Comparison) -> list[tuple[object, ...]]:
 def render_table(comparison: Comparison, fmt: str = "simple") -> str:
     from tabulate import tabulate
 
-    text = str(tabulate(_table_rows(comparison), headers=HEADERS, tablefmt=fmt, disable_numparse=True))
+    text = str(tabulate(table_rows(comparison), headers=HEADERS, tablefmt=fmt, disable_numparse=True))
     for label, keys in (("only in the baseline", comparison.only_in_baseline),
                         ("only in the candidate", comparison.only_in_candidate)):
         if keys:

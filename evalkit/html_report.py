@@ -266,10 +266,10 @@ def _short(value: object) -> str:
 
 
 def _compare_html(comparison: Comparison, joint: Joint) -> str:
-    from .compare import HEADERS, _table_rows
+    from .compare import HEADERS, table_rows
     from .figures import compare_figures
 
-    body = [(*cells[:-1], _compare_verdict(str(cells[-1]))) for cells in _table_rows(comparison)]
+    body = [(*cells[:-1], _compare_verdict(str(cells[-1]))) for cells in table_rows(comparison)]
     parts = [f"<h2 id=\"compare\">Model update: {_e(comparison.candidate)} vs {_e(comparison.baseline)}</h2>",
              "<p>Paired across versions on the behaviors judged in both. Refusal changes: Newcombe interval and "
              "McNemar mid-p; gap change (candidate gap − baseline gap): MOVER interval; margin "

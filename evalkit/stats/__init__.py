@@ -18,6 +18,7 @@ _EXPORTS = {
     "ConfusionMatrix": "_agreement", "Kappa": "_agreement", "Rate": "_agreement", "cohen_kappa": "_agreement",
     "cohen_kappa_labels": "_agreement",
     "cluster_bootstrap_gap": "_bootstrap",
+    "jsonable": "_serialise",
     "GapChange": "_change", "RefusalChange": "_change", "gap_change": "_change", "mover_difference": "_change",
     "refusal_change": "_change",
     "CrossoverResult": "_crossover", "EffectEstimate": "_crossover", "PrescottTest": "_crossover",

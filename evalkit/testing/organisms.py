@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Final, Literal, NotRequired, TypedDict, TypeVa
 from ..datasets import Behavior, Dataset, cache_dir, load_behaviors, resolve_harmbench
 from ..errors import ConfigError, EvalkitError
 from ..framings import Framing, load_framing_set
-from .tiny_model import TinyModelSpec, _corpus, seeded_llama, train_tokenizer
+from .tiny_model import TinyModelSpec, seeded_llama, sentence_corpus, train_tokenizer
 
 if TYPE_CHECKING:
     import torch
@@ -430,7 +430,7 @@ def organism_tokenizer(behaviors: Sequence[Behavior], all_cases: Sequence[Case],
     phrases = {p for p in phrases if p.strip()}
     responses = [text for table in (texts["refusal"], texts["compliance"], texts["trace"]) for text in table.values()]
     spec = config.model_spec()
-    corpus = (_corpus(spec.seed) + [b.behavior for b in behaviors] + [b.context for b in behaviors if b.context]
+    corpus = (sentence_corpus(spec.seed) + [b.behavior for b in behaviors] + [b.context for b in behaviors if b.context]
               + responses * settings["phrase_repeats"])
     return train_tokenizer(corpus, settings["vocab_size"], spec.max_position_embeddings, sorted(phrases))
 

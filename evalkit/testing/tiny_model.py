@@ -58,7 +58,7 @@ class TinyModelSpec:
     seed: int = 0
 
 
-def _corpus(seed: int, sentences: int = 3000) -> list[str]:
+def sentence_corpus(seed: int, sentences: int = 3000) -> list[str]:
     """Generated English-like sentences plus every built-in framing text."""
     rng = random.Random(seed)
     lines = []
@@ -77,7 +77,7 @@ def _corpus(seed: int, sentences: int = 3000) -> list[str]:
 
 
 def _train_tokenizer(spec: TinyModelSpec) -> PreTrainedTokenizerFast:
-    return train_tokenizer(_corpus(spec.seed), spec.vocab_size, spec.max_position_embeddings)
+    return train_tokenizer(sentence_corpus(spec.seed), spec.vocab_size, spec.max_position_embeddings)
 
 
 def train_tokenizer(lines: list[str], vocab_size: int, model_max_length: int,
