@@ -251,8 +251,7 @@ def judge_labelled(items: Sequence[LabelledResponse], names: Sequence[str], sett
     from .datasets import Behavior
     from .engines import Response
     from .framings import Prompt
-    from .judges import JudgeSettings, build_judges, close_judges, judge_all
-    from .judges._model import EngineBackedJudge
+    from .judges import EngineBackedJudge, JudgeSettings, build_judges, close_judges, judge_all
     from .protocols import Request
 
     settings = settings or JudgeSettings()

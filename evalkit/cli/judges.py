@@ -73,8 +73,7 @@ def add_judge_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
 
 
 def cmd_judges_score(args: argparse.Namespace) -> int:
-    from ..judges import REFUSAL, JudgeSettings, build_judges, positive_label
-    from ..judges._model import EngineBackedJudge
+    from ..judges import REFUSAL, EngineBackedJudge, JudgeSettings, build_judges, positive_label
     from ..scoring import (
         DEFAULT_JUDGES,
         HUMAN_LABELS,

@@ -33,9 +33,10 @@ from ._base import (
                     positive_label,
                     unjudgeable,
 )
+from ._model import EngineBackedJudge
 from .config import TIE_RULES, JudgeSettings, build_judges, close_judges, validate_judges
 
 __all__ = ["CLEAN", "COMPLIANCE", "DECIDED", "ERROR", "FLAGGED", "LABELS", "NOT_APPLICABLE", "REFUSAL", "UNCLEAR",
            "Judge", "Verdict", "create_judge", "judge", "judge_all", "judge_factory", "judge_names", "positive_label",
-           "unjudgeable", "TIE_RULES",
+           "unjudgeable", "TIE_RULES", "EngineBackedJudge",
            "JudgeSettings", "build_judges", "close_judges", "validate_judges"]
