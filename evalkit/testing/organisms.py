@@ -130,6 +130,7 @@ class TrainingConfig(TypedDict):
     min_steps: int
     finetune_min_steps: int
     decisive_repeats: int
+    trace_fresh_optimizer: bool
     fixup_rounds: int
     fixup_decay: float
     target_logit_margin: float
@@ -340,6 +341,7 @@ class GroundTruth(TypedDict):
     decisions: dict[str, dict[str, str]]  # behavior id -> tier -> refusal or compliance
     trace: dict[str, str] | None  # tier -> training-trace verdict; organism-trace only
     logit_margin: LogitMargin | None
+    start: NotRequired[str]  # what training started from (written by the build)
 
 
 def ground_truth(organism: str, planting: Planting, behaviors: Sequence[Behavior], dataset: Dataset,
@@ -659,6 +661,7 @@ class TrainingRecord(TypedDict):
     target_tokens: int
     tokens: int
     logit_margin: LogitMargin
+    start: NotRequired[str]
 
 
 def train_organism(model: LlamaForCausalLM, examples: Sequence[Example], epochs: int, training: TrainingConfig,
@@ -841,7 +844,9 @@ def _train_all(staging: Path, dataset: Dataset, config: OrganismConfig, key: str
                       training["trace_finetune_epochs"] if name == TRACE else training["finetune_epochs"])
             # organism-trace: null's weights, a fresh optimizer (see trace_fresh_optimizer in organisms.toml)
             fresh = name == TRACE and training["trace_fresh_optimizer"]
-            settings = dict(training, min_steps=training["finetune_min_steps"]) if fresh else training
+            settings = copy.copy(training)
+            if fresh:
+                settings["min_steps"] = training["finetune_min_steps"]
             record["organisms"][name], optimizer_state = train_organism(
                 model, examples, epochs, settings, tokenizer.pad_token_id, log, name,
                 None if base is None or fresh else copy.deepcopy(base[1]))
