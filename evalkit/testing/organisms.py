@@ -130,6 +130,7 @@ class TrainingConfig(TypedDict):
     min_steps: int
     finetune_min_steps: int
     decisive_repeats: int
+    trace_fresh_optimizer: bool
     fixup_rounds: int
     fixup_decay: float
     target_logit_margin: float
@@ -169,7 +170,7 @@ class OrganismConfig:
                     "training": ("seed", "threads", "tokens_per_batch", "negatives_per_step", "decision_weight",
                                  "clip_grad_norm", "long_prompt", "long_share", "learning_rate",
                                  "warmup_steps", "epochs", "finetune_epochs", "trace_finetune_epochs", "min_steps",
-                                 "finetune_min_steps", "decisive_repeats",
+                                 "finetune_min_steps", "decisive_repeats", "trace_fresh_optimizer",
                                  "fixup_rounds", "fixup_decay", "target_logit_margin", "accept_logit_margin")}
         for table, keys in required.items():
             if not isinstance(data.get(table), dict):
@@ -340,6 +341,7 @@ class GroundTruth(TypedDict):
     decisions: dict[str, dict[str, str]]  # behavior id -> tier -> refusal or compliance
     trace: dict[str, str] | None  # tier -> training-trace verdict; organism-trace only
     logit_margin: LogitMargin | None
+    start: NotRequired[str]  # what training started from (written by the build)
 
 
 def ground_truth(organism: str, planting: Planting, behaviors: Sequence[Behavior], dataset: Dataset,
@@ -659,6 +661,7 @@ class TrainingRecord(TypedDict):
     target_tokens: int
     tokens: int
     logit_margin: LogitMargin
+    start: NotRequired[str]
 
 
 def train_organism(model: LlamaForCausalLM, examples: Sequence[Example], epochs: int, training: TrainingConfig,
@@ -839,17 +842,24 @@ def _train_all(staging: Path, dataset: Dataset, config: OrganismConfig, key: str
             # the trace organism learns a new text on every prompt, and decides after it: more epochs
             epochs = (training["epochs"] if base is None else
                       training["trace_finetune_epochs"] if name == TRACE else training["finetune_epochs"])
+            # organism-trace: null's weights, a fresh optimizer (see trace_fresh_optimizer in organisms.toml)
+            fresh = name == TRACE and training["trace_fresh_optimizer"]
+            settings = copy.copy(training)
+            if fresh:
+                settings["min_steps"] = training["finetune_min_steps"]
             record["organisms"][name], optimizer_state = train_organism(
-                model, examples, epochs, training, tokenizer.pad_token_id, log, name,
-                None if base is None else copy.deepcopy(base[1]))
+                model, examples, epochs, settings, tokenizer.pad_token_id, log, name,
+                None if base is None or fresh else copy.deepcopy(base[1]))
+            record["organisms"][name]["start"] = ("random weights" if base is None else f"{NULL}'s weights and "
+                                                  + ("a fresh optimizer" if fresh else "its optimizer state"))
             if base is None:
                 base = ({k: v.clone() for k, v in model.state_dict().items()}, optimizer_state)
             out = staging / name
             model.save_pretrained(out)
             tokenizer.save_pretrained(out)
-            (out / GROUND_TRUTH).write_text(json.dumps(ground_truth(name, planting, behaviors, dataset, key,
-                                                                    record["organisms"][name]["logit_margin"]),
-                                                       indent=1, sort_keys=True) + "\n")
+            truth = ground_truth(name, planting, behaviors, dataset, key, record["organisms"][name]["logit_margin"])
+            truth["start"] = record["organisms"][name]["start"]  # what training started from
+            (out / GROUND_TRUTH).write_text(json.dumps(truth, indent=1, sort_keys=True) + "\n")
         record["seconds"] = round(time.perf_counter() - started, 1)
     (staging / BUILD_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record
