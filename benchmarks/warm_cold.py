@@ -16,12 +16,17 @@ The floor: ``pytest`` on a file with one empty test, under the same pytest.ini a
 same plugins, in each repetition: what any pytest run costs here before evalkit does
 anything. The table gives it and the warm run minus it (what evalkit itself still costs).
 
+``--bytecode on``: the child processes run with Python's default bytecode cache (this
+machine sets ``PYTHONDONTWRITEBYTECODE``, so by default every run compiles evalkit's modules
+and pytest re-rewrites its plugins' modules from source: a cost a usual installation pays
+once). A first, unmeasured run fills the caches.
+
 ``--openai``: the same cold/warm pairs with a real engine in the cold run, the
 OpenAI-compatible stub server of benchmarks/peer_inspect.py (started here on 127.0.0.1,
 stopping by itself), one model ``stub``: the cold run then pays HTTP requests, as a user's
 does, where the sim's cold run pays almost nothing for generation.
 
-    EVALKIT_HARMBENCH=../shared/data/harmbench python benchmarks/warm_cold.py --reps 5 [--openai]
+    EVALKIT_HARMBENCH=../shared/data/harmbench python benchmarks/warm_cold.py --reps 5 [--bytecode on] [--openai]
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CLOCK_PLUGIN = "_session_clock"
 
 
+CHILD_ENV: dict[str, str] = dict(os.environ)  # --bytecode on drops PYTHONDONTWRITEBYTECODE from it
+
+
 def run_floor(directory: Path) -> dict:
     """pytest on one empty test under this repository's pytest.ini (the same plugins)."""
     test = directory / "test_floor.py"
@@ -49,7 +57,7 @@ def run_floor(directory: Path) -> dict:
     started = time.perf_counter()
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", str(ROOT / "pytest.ini"),
                "--rootdir", str(ROOT), str(test)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, cwd=ROOT, env=CHILD_ENV, capture_output=True, text=True, timeout=600)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
@@ -58,7 +66,7 @@ def run_floor(directory: Path) -> dict:
 
 
 def run_pytest(results: Path, clock_file: Path, extra: list[str]) -> dict:
-    env = {**os.environ, "EVALKIT_SESSION_CLOCK": str(clock_file),
+    env = {**CHILD_ENV, "EVALKIT_SESSION_CLOCK": str(clock_file),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -82,8 +90,12 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--openai", action="store_true",
                         help="a real engine in the cold run: the OpenAI-compatible stub server of peer_inspect.py")
+    parser.add_argument("--bytecode", choices=("env", "on"), default="env",
+                        help="env: as this environment says (PYTHONDONTWRITEBYTECODE); on: Python's default cache")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --), e.g. -- -n 2")
     args = parser.parse_args()
+    if args.bytecode == "on":
+        CHILD_ENV.pop("PYTHONDONTWRITEBYTECODE", None)
     load_before = os.getloadavg()
     extra = list(args.pytest_args)
     server = None
@@ -96,6 +108,8 @@ def main() -> None:
     pairs, floors = [], []
     try:
         with tempfile.TemporaryDirectory(prefix="evalkit-warm-cold-") as tmp:
+            if args.bytecode == "on":  # fill the bytecode caches once, unmeasured
+                run_pytest(Path(tmp) / "results-prime", Path(tmp) / "clock.json", extra)
             for rep in range(args.reps):
                 results = Path(tmp) / f"results-{rep}"
                 cold = run_pytest(results, Path(tmp) / "clock.json", extra)
@@ -126,7 +140,9 @@ def main() -> None:
         rows.append({"measure": label, "cold": statistics.median(cold_net), "warm": statistics.median(warm_net),
                      "ratio": statistics.median(ratios), "ratio_range": [min(ratios), max(ratios)]})
     engine = "openai stub server, model stub" if args.openai else "default sim session"
-    print(f"main job (pytest, {engine}): {args.reps} cold/warm pairs; pytest says "
+    bytecode = ("Python's default bytecode cache" if args.bytecode == "on" else
+                f"PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '(unset)')}")
+    print(f"main job (pytest, {engine}, {bytecode}): {args.reps} cold/warm pairs; pytest says "
           f"{pairs[0][0]['outcome']!r} (exit {pairs[0][0]['exit']}); load average {load_before[0]:.2f} before, "
           f"{load_after[0]:.2f} after on {os.cpu_count()} CPUs")
     floor_cpu, floor_wall = (statistics.median(f[key] for f in floors) for key in ("cpu_s", "wall_s"))

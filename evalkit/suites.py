@@ -279,13 +279,14 @@ def prepare(config: SessionConfig) -> Session:
         batch_size = config.batch_size or suite.batch_size
         for pair in pairs:
             schedule = build_schedule(dataset.behaviors, pair, suite.protocol, config.seed, batch_size)
+            schedule_sha256 = schedule.sha256()  # once per schedule, not once per model
             for entry in config.model_entries:
                 cfg = engine_configs[entry.alias]
                 spec = RunSpec(model=entry.model, engine=cfg.engine, engine_config=engine_identity(cfg),
                                framing_set=framing_set.id, framing_texts_sha256=framing_set.texts_sha256(),
                                pair=pair.id, pair_kind=pair.kind, protocol=suite.protocol, seed=config.seed,
                                batch_size=batch_size, dataset_sha256=dataset.sha256, selection=dataset.selection,
-                               n_behaviors=len(dataset), schedule_sha256=schedule.sha256(),
+                               n_behaviors=len(dataset), schedule_sha256=schedule_sha256,
                                n_requests=len(schedule))
                 plans.append(RunPlan(entry.alias, suite, pair, suite.protocol, batch_size, dataset, schedule, spec,
                                      cfg, entry))

@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.special import ndtri
 
 from ..errors import ConfigError
 from ._base import BaseEngine, EngineConfig, EngineRequest, Response, split_reasoning
@@ -199,6 +198,8 @@ def to_uniform(x: np.ndarray) -> np.ndarray:
 
 
 def to_normal(x: np.ndarray) -> np.ndarray:
+    from scipy.special import ndtri  # on first use: a session that reuses every run never loads scipy
+
     normal: np.ndarray = ndtri(to_uniform(x))
     return normal
 
@@ -253,6 +254,8 @@ def uniform_int(x: int) -> float:
 
 
 def normal_int(x: int) -> float:
+    from scipy.special import ndtri  # see to_normal
+
     return float(ndtri(uniform_int(x)))
 
 

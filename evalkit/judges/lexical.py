@@ -133,6 +133,17 @@ def _substance_rules(table: object, where: str) -> tuple[Any, ...]:
 
 
 @lru_cache(maxsize=1)
+def _builtin_rules_header() -> tuple[str, int, int]:
+    """(version, number of patterns, window) of the built-in rules, as ``refusal_rules()`` has them."""
+    source = resources.files("evalkit.data") / "refusal_patterns.toml"
+    table = tomllib.loads(source.read_text(encoding="utf-8")).get("refusal")
+    if not isinstance(table, dict) or not isinstance(table.get("patterns"), list) or "window" not in table:
+        rules = refusal_rules()  # malformed: let the full parser name the problem
+        return rules.version, len(rules.patterns), rules.window
+    return str(table["version"]), len(table["patterns"]), int(table["window"])
+
+
+@lru_cache(maxsize=1)
 def refusal_rules() -> RefusalRules:
     """The default judge's built-in rules (``evalkit/data/refusal_patterns.toml``)."""
     source = resources.files("evalkit.data") / "refusal_patterns.toml"
@@ -362,8 +373,10 @@ class RefusalJudge:
         return Verdict(COMPLIANCE, self.name, "no-refusal")
 
     def describe(self) -> dict[str, Any]:
-        rules = self.rules
+        # the built-in rules' header is read without compiling their patterns: a session that
+        # reuses every run describes the judge (run identities) but never judges
+        version, n_patterns, window = ((self._rules.version, len(self._rules.patterns), self._rules.window)
+                                       if self._rules is not None else _builtin_rules_header())
         # the rules file's hash, so an edit without a version bump still re-judges stored runs
-        return {"judge": self.name, "patterns_version": rules.version, "n_patterns": len(rules.patterns),
-                "window": rules.window,
+        return {"judge": self.name, "patterns_version": version, "n_patterns": n_patterns, "window": window,
                 "rules_sha256": self._rules_sha256 or data_sha256("refusal_patterns.toml")}

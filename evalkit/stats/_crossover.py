@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
 
+from . import _scipy
 from ._checks import check_alpha
 from ._scipy import stats
 from ._serialise import fields_as_json
@@ -271,7 +271,8 @@ def _hypergeometric_range(total: int, successes: int, draws: int) -> np.ndarray:
 
 def _log_choose(n: int, k: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
     with np.errstate(invalid="ignore"):  # cells outside the support are masked by the caller
-        out: npt.NDArray[np.float64] = special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
+        gammaln = _scipy.special.gammaln
+        out: npt.NDArray[np.float64] = gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
     return out
 
 

@@ -5,17 +5,31 @@
 and a binomial tail. These stand-ins keep scipy.stats' names and edge cases (a count
 below 0 or at n, a probability of 0 or 1) and are checked against scipy.stats in
 tests/unit/test_stats_distributions.py. ``optimize.brentq`` and nothing else loads
-scipy.optimize, on first use.
+scipy.optimize, on first use; ``scipy.special`` itself loads on the first computation, so a
+session that takes every number from its analysis caches never loads scipy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
+
+
+class _OnFirstUse:
+    """``scipy.special``, imported when one of its functions is first looked up."""
+
+    def __getattr__(self, name: str) -> Any:
+        from scipy import special as module
+
+        globals()["special"] = module  # later look-ups go straight to the module
+        return getattr(module, name)
+
+
+special: ModuleType | Any = _OnFirstUse()
 
 Floats = npt.NDArray[np.float64]
 # what the elementwise functions return: an array for array arguments, a numpy scalar for

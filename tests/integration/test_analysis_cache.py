@@ -172,9 +172,10 @@ def test_encode_and_decode_keep_every_value_and_type():
 
 
 def test_a_warm_session_computes_no_statistic(cold, harmbench_csv):
-    """Checked in a fresh interpreter: the cached rows are built without the modules that only
-    computing statistics loads (scipy.optimize for the power search and the intervals' roots,
-    the bootstrap)."""
+    """Checked in a fresh interpreter: the cached rows, and the judges' measured accuracy that
+    every summary carries, are built without the modules that only computing statistics or
+    generating loads (scipy at all: the intervals, the power search, the sim's normal draws;
+    the bootstrap), and without compiling the judge's rules (describing it reads their header)."""
     import subprocess
 
     session, _ = cold
@@ -185,7 +186,12 @@ def test_a_warm_session_computes_no_statistic(cold, harmbench_csv):
         f" n={N}, results_dir={str(session.store.results_dir)!r}))\n"
         "m = materialize(s, [p.key for p in s.plans], EnginePool())\n"
         "assert not m.errors and all(r.run.records == [] for r in m.rows.values()), m.errors\n"
-        "print(sorted(n for n in sys.modules if n in ('scipy.optimize', 'evalkit.stats._bootstrap')))\n")
+        "from evalkit import report\n"
+        "meta = report.judge_meta(s.config.judge, ())\n"
+        "assert meta['judge_accuracy']['judges']['refusal']['xstest-v1']['accuracy']['wilson_ci'], meta\n"
+        "from evalkit.judges.lexical import refusal_rules\n"
+        "loaded = [n for n in sys.modules if n.split('.')[0] == 'scipy' or n == 'evalkit.stats._bootstrap']\n"
+        "print(sorted(loaded)[:5], refusal_rules.cache_info().currsize)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[]"
+    assert done.stdout.strip() == "[] 0"

@@ -301,3 +301,12 @@ def test_exact_coverage_separates_good_methods_from_wald():
     probabilities = [0.3, 0.02, 0.08, 0.6]
     assert _exact_coverage("newcombe", 20, probabilities) > 0.93
     assert _exact_coverage("wald", 20, probabilities) < 0.85
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.10])
+def test_the_stored_normal_quantiles_are_scipys_to_the_last_bit(alpha):
+    from evalkit.stats._intervals import KNOWN_Z, _z_of
+
+    assert KNOWN_Z[alpha] == float(stats.norm.ppf(1 - alpha / 2))
+    assert _z_of(alpha) == KNOWN_Z[alpha]
+    assert _z_of(0.01) == float(stats.norm.ppf(0.995))  # any other alpha: computed
