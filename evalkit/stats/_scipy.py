@@ -4,13 +4,14 @@
 ``evalkit stats paired`` and a pytest start-up must not pay that for a normal quantile
 and a binomial tail. These stand-ins keep scipy.stats' names and edge cases (a count
 below 0 or at n, a probability of 0 or 1) and are checked against scipy.stats in
-tests/unit/test_stats_distributions.py. ``optimize.brentq`` and nothing else loads
-scipy.optimize, on first use; ``scipy.special`` itself loads on the first computation, so a
+tests/unit/test_stats_distributions.py. ``optimize.brentq`` is Brent's method written out as
+scipy's (nothing loads scipy.optimize); ``scipy.special`` itself loads on the first computation, so a
 session that takes every number from its analysis caches never loads scipy.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -133,10 +134,57 @@ def _hypergeom_ppf(q: float, total: int, successes: int, draws: int) -> float:
     return _quantile(q, *_hypergeom_support(total, successes, draws))
 
 
-def _brentq(f: Callable[[float], float], a: float, b: float, **tolerances: float) -> float:
-    from scipy import optimize as _optimize  # only the Tango interval and the power search need it
+def _brentq(f: Callable[[float], float], a: float, b: float, xtol: float = 2e-12,
+            rtol: float = 8.881784197001252e-16, maxiter: int = 100) -> float:
+    """A root of ``f`` in [a, b] by Brent's method, step for step as ``scipy.optimize.brentq``
+    takes them (the same bracket, interpolation and bisection rules and tolerances, so the same
+    root to the last bit: tests/unit/test_stats_distributions.py compares them). Importing
+    scipy.optimize costs half a second (it loads scipy.stats), more than every root a session
+    finds; this loads nothing."""
+    def value(x: float) -> float:
+        fx = float(f(x))
+        if math.isnan(fx):  # as scipy: a NaN stops the search
+            raise ValueError(f"the function value at x={x} is NaN; solver cannot continue")
+        return fx
 
-    return float(_optimize.brentq(f, a, b, **tolerances))
+    previous, current = float(a), float(b)
+    f_previous, f_current = value(previous), value(current)
+    if f_previous * f_current > 0:
+        raise ValueError("f(a) and f(b) must have different signs")
+    if f_previous == 0:
+        return previous
+    if f_current == 0:
+        return current
+    block = f_block = step_previous = step = 0.0
+    for _ in range(maxiter):
+        if f_previous != 0 and f_current != 0 and (f_previous < 0) != (f_current < 0):
+            block, f_block = previous, f_previous  # the root lies between current and block
+            step_previous = step = current - previous
+        if abs(f_block) < abs(f_current):  # keep the best estimate in current
+            previous, current, block = current, block, current
+            f_previous, f_current, f_block = f_current, f_block, f_current
+        delta = (xtol + rtol * abs(current)) / 2
+        bisection = (block - current) / 2
+        if f_current == 0 or abs(bisection) < delta:
+            return current
+        if abs(step_previous) > delta and abs(f_current) < abs(f_previous):
+            if previous == block:  # secant
+                trial = -f_current * (current - previous) / (f_current - f_previous)
+            else:  # inverse quadratic interpolation
+                slope_previous = (f_previous - f_current) / (previous - current)
+                slope_block = (f_block - f_current) / (block - current)
+                trial = -f_current * (f_block * slope_block - f_previous * slope_previous) / (
+                    slope_block * slope_previous * (f_block - f_previous))
+            if 2 * abs(trial) < min(abs(step_previous), 3 * abs(bisection) - delta):
+                step_previous, step = step, trial
+            else:
+                step_previous = step = bisection
+        else:
+            step_previous = step = bisection
+        previous, f_previous = current, f_current
+        current += step if abs(step) > delta else (delta if bisection > 0 else -delta)
+        f_current = value(current)
+    raise RuntimeError(f"no root within {maxiter} iterations")
 
 
 norm = SimpleNamespace(ppf=lambda q: special.ndtri(q), cdf=lambda x: special.ndtr(x), sf=lambda x: special.ndtr(-x))

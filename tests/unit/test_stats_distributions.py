@@ -4,6 +4,8 @@ evalkit.stats uses them so that a CLI call or a pytest start-up does not import
 scipy.stats; here they are compared with scipy.stats itself, edge cases included.
 """
 
+import math
+
 import numpy as np
 import pytest
 from scipy import stats as reference
@@ -67,3 +69,42 @@ def test_binomial_quantiles(n, p):
     # the power search trims each binomial to the counts holding all but 1e-17 of it
     for q in (1e-17, 1e-9, 0.025, 0.5, 0.975):
         assert stats.binom.ppf(q, n, p) == reference.binom.ppf(q, n, p)
+
+
+def _bracketed_functions():
+    """Monotone and non-monotone functions with one root in [-1, 1], of several shapes."""
+    rng = np.random.default_rng(7)
+    for index in range(400):
+        centre, scale, power = rng.uniform(-0.9, 0.9), rng.uniform(0.1, 10.0), int(rng.choice([1, 3, 5]))
+        yield [lambda x, c=centre, k=power: (x - c) ** k,
+               lambda x, c=centre, s=scale: math.tanh(s * (x - c)),
+               lambda x, c=centre, s=scale: math.exp(s * (x - c)) - 1.0,
+               lambda x, c=centre, s=scale: math.atan(s * (x - c)) + 0.1 * (x - c) ** 3][index % 4]
+
+
+@pytest.mark.parametrize("tolerances", [{}, {"xtol": 1e-13, "rtol": 1e-13}, {"xtol": 1e-14, "rtol": 1e-13},
+                                        {"xtol": 1e-9}])
+def test_brents_method_finds_scipys_root_to_the_last_bit(tolerances):
+    from scipy import optimize as scipy_optimize
+
+    from evalkit.stats._scipy import optimize
+
+    def outcome(solver, f):
+        try:
+            return solver(f, -1.0, 1.0, **tolerances)
+        except (ValueError, RuntimeError) as exc:
+            return type(exc).__name__
+    same = [outcome(optimize.brentq, f) == outcome(scipy_optimize.brentq, f) for f in _bracketed_functions()]
+    assert all(same), f"{same.count(False)} of {len(same)} roots differ"
+
+
+def test_brents_method_refuses_what_scipy_refuses():
+    from evalkit.stats._scipy import optimize
+
+    assert optimize.brentq(lambda x: x, 0.0, 1.0) == 0.0  # a root at an end
+    with pytest.raises(ValueError, match="different signs"):
+        optimize.brentq(lambda x: x * x + 1.0, -1.0, 1.0)
+    with pytest.raises(ValueError, match="NaN"):
+        optimize.brentq(lambda x: math.nan if x > 0.2 else x - 0.5, -1.0, 1.0)
+    with pytest.raises(RuntimeError):
+        optimize.brentq(lambda x: x - 0.3, -1.0, 1.0, maxiter=2)
