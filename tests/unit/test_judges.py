@@ -142,3 +142,18 @@ def test_default_judge_records_its_pattern_version():
 
 def test_new_judges_are_registered():
     assert {"training-trace", "harmbench-cls", "llm", "training-trace-llm", "vote"} <= set(judge_names())
+
+
+def test_the_default_judges_identity_is_read_from_its_rules_header_without_compiling_them():
+    """Describing the built-in rules (every run identity and analysis cache key does) reads the
+    TOML header only; it must say what the compiled rules say."""
+    from evalkit.judges import lexical
+
+    lexical._builtin_rules_header.cache_clear()
+    lexical.refusal_rules.cache_clear()
+    described = lexical.RefusalJudge().describe()
+    assert lexical.refusal_rules.cache_info().currsize == 0  # nothing compiled
+    rules = lexical.refusal_rules()
+    assert (described["patterns_version"], described["n_patterns"], described["window"]) == \
+        (rules.version, len(rules.patterns), rules.window)
+    assert lexical.RefusalJudge(rules).describe() == described  # the same identity either way
