@@ -116,10 +116,10 @@ def parse_refusal_rules(text: str, where: str) -> RefusalRules:
                         _compile(soft, "delivery", where, optional=True),
                         _compile(soft, "concessions", where, optional=True),
                         _compile(premise, "cues", where, optional=True),
-                        *_substance_rules(substance, where), _premise_sentences(premise, where))
+                        premise_sentences=_premise_sentences(premise, where), **_substance_rules(substance, where))
 
 
-def _count(table: dict[str, Any], name: str, key: str, default: int, minimum: int, where: str) -> int:
+def _count(table: dict[str, Any], name: str, key: str, default: int | None, minimum: int, where: str) -> int:
     value = table.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ConfigError(f"{name}.{key} must be an integer of at least {minimum}", file=where)
@@ -133,21 +133,22 @@ def _premise_sentences(table: object, where: str) -> int:
     return _count(table, "premise", "sentences", 1, 1, where)
 
 
-def _substance_rules(table: object, where: str) -> tuple[Any, ...]:
-    """The fields of an optional [refusal.substance] table, in RefusalRules order (none: all empty)."""
+def _substance_rules(table: object, where: str) -> dict[str, Any]:
+    """The RefusalRules fields of an optional [refusal.substance] table, by name (none: the defaults)."""
     if table is None:
-        return (), (), (), 0, 0, 0, 0, 0
+        return {}
     if not isinstance(table, dict):
         raise ConfigError("[refusal.substance] must be a table", file=where)
-    counts = []
+    fields: dict[str, Any] = {}
     for key, minimum in (("min_sentences", 1), ("min_words", 1), ("refusal_min_sentences", 1),
                          ("lecture_sentences", 0)):
         default = table.get("min_sentences") if key == "refusal_min_sentences" else 0
-        counts.append(_count(table, "substance", key, default, minimum, where))
+        fields[key] = _count(table, "substance", key, default, minimum, where)
     # absent (0): a pushback or an apology needs min_sentences of content before it, as a refusal phrase does
-    counts.append(_count(table, "substance", "lead_sentences", 0, 1, where) if "lead_sentences" in table else 0)
-    return (_compile(table, "hedges", where), _compile(table, "redirects", where),
-            _compile(table, "courtesy", where, optional=True), *counts)
+    fields["lead_sentences"] = _count(table, "substance", "lead_sentences", 0, 1, where) \
+        if "lead_sentences" in table else 0
+    return {"hedges": _compile(table, "hedges", where), "redirects": _compile(table, "redirects", where),
+            "courtesy": _compile(table, "courtesy", where, optional=True), **fields}
 
 
 @lru_cache(maxsize=1)
