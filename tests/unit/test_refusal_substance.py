@@ -1,8 +1,11 @@
 """The lexical judge's optional structural rules ([refusal.substance]): where a refusal phrase sits
-and whether an answer comes with it. Exercised with development stage C's rules
-(fixtures/judge_development/refusal_rules_stage_c.toml) on responses written here in general
-styles (none is a row of a labelled set); a rules file without the table behaves as before.
+and whether an answer comes with it. Exercised with development stages C and D's rules
+(fixtures/judge_development/refusal_rules_stage_c.toml, _stage_d.toml) on responses written here in
+general styles (none is a row of a labelled set); a rules file without the table, or without stage
+D's optional keys (lead_sentences, pivots, [refusal.premise] sentences), behaves as before.
 """
+
+import json
 
 import pytest
 
@@ -169,3 +172,13 @@ def test_bad_new_keys_name_the_file_and_field(table, message):
     with pytest.raises(ConfigError, match=message) as error:
         parse_refusal_rules(MINIMAL + table + "\n", "rules.toml")
     assert "rules.toml" in str(error.value)
+
+
+def test_stage_d_development_set_is_well_formed():
+    """Hand-written general responses (no dataset row), both labels, unique ids; none carries
+    harmful instructions."""
+    rows = [json.loads(line) for line in
+            (STAGES / "stage_d_development.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len({r["id"] for r in rows}) == len(rows)
+    assert {r["label"] for r in rows} == {"refusal", "compliance"}
+    assert all(set(r) == {"id", "label", "category", "text"} and r["text"].strip() for r in rows)
