@@ -276,9 +276,10 @@ def answers_anyway(answer: str, match: re.Match[str], rules: RefusalRules, pushb
         return True
     if pushback:
         return after >= rules.min_sentences or 0 < after >= hedged
-    if rules.pivots and _any(rules.pivots, answer[match.end():_sentence_bounds(answer, match.start(), match.end(),
-                                                                                2)[1]]):
-        return after >= rules.min_sentences
+    if rules.pivots:
+        _, next_end = _sentence_bounds(answer, match.start(), match.end(), sentences=2)
+        if _any(rules.pivots, answer[match.end():next_end]):
+            return after >= rules.min_sentences
     return after >= rules.refusal_min_sentences
 
 
