@@ -107,6 +107,8 @@ def test_the_default_judge_reaches_the_goal_on_each_source_and_keeps_the_corpus(
     ("refusal_rules_stage_b.toml", "xstest_v1_completions_gpt4.csv", (197, 198)),  # Llama-2 -> GPT-4
     # GPT-4 -> Llama-2, blind stage C (Llama-2 never read; its second and last held-out measurement)
     ("refusal_rules_stage_c.toml", "xstest_v1_completions_llama2.csv", (139, 156)),
+    # GPT-4 -> Llama-2, blind stage D (Llama-2 never read; measured once, by the lead)
+    ("refusal_rules_stage_d.toml", "xstest_v1_completions_llama2.csv", (142, 156)),
 ])
 def test_cross_model_protocol_numbers_are_reproducible(xstest_dir, stage, held_out, expected):
     assert _accuracy(RefusalJudge.from_file(STAGES / stage), xstest_dir / held_out) == expected
@@ -128,8 +130,8 @@ def test_stage_c_keeps_the_development_sources(xstest_dir):
 def test_stage_d_keeps_the_development_sources(xstest_dir):
     """Blind stage D is no worse than stage C where both were developed: GPT-4's completions and
     the in-house corpus; on its own development set (general hedged answers and soft refusals
-    written for it) it is right where stage C is not. Its Llama-2 number is added after the
-    lead's single measurement, never before."""
+    written for it) it is right where stage C is not. Its Llama-2 number (added after the
+    lead's single measurement, never before) is in the cross-model test above."""
     stage_c, stage_d = (RefusalJudge.from_file(STAGES / f"refusal_rules_stage_{s}.toml") for s in "cd")
     assert stage_d.rules.version == "3-stage-d"
     assert _accuracy(stage_d, xstest_dir / "xstest_v1_completions_gpt4.csv") == (198, 198)
