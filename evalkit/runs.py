@@ -70,6 +70,7 @@ __all__ = ["CHECKSUM", "COMPLETE", "DEFAULT_SYNC", "LOCK", "MANIFEST", "RECORDS"
 EngineProvider = Callable[[], Engine]
 Progress = Callable[[int, int], None]
 Manifest = dict[str, Any]
+RETRYING = "retrying"  # in a running manifest: a retry of a complete run's failed batches was under way
 
 
 @dataclass(frozen=True)
@@ -190,8 +191,12 @@ def _retry(job: RunJob, manifest: Manifest, records: list[Record], failed: Seque
         for record in _generate_batch(engine, by_batch[batch_index], job.judges):
             replaced[record.index] = record
     records = [replaced.get(r.index, r) for r in records]
-    _rewrite_records(job.records_path, records)
+    # The log changes under a complete manifest's digest: mark the run running first, so a kill
+    # before the manifest is rewritten leaves a run that resumes (and retries what it still
+    # lacks), not a complete run whose log no longer matches its digest.
+    write_manifest(job.run_dir, {**manifest, "status": RUNNING, RETRYING: True})
     _drop_verdict_sets(job.run_dir)  # judged on the failed responses: judged again when asked for
+    _rewrite_records(job.records_path, records)
     stale = _stale(job, manifest)
     manifest.update(retried_in_session=job.session_id, retried_batches=len(failed), finished_at=now_iso(),
                     records_sha256=file_sha256(job.records_path), judges=_judges_entry(job, manifest))
@@ -218,9 +223,12 @@ def _resume(job: RunJob, manifest: Manifest | None) -> RunResult:
     _check_complete(records, job.spec, job.run_dir)
     # records written before an interruption may lack a judge added (or changed) on resume
     records = ensure_verdicts(job.run_dir, records, job.schedule, job.judges, stale)
+    retrying = manifest.pop(RETRYING, False)
     manifest.update(status=COMPLETE, finished_at=now_iso(), n_records=len(records), record_format=RECORD_FORMAT,
                     records_sha256=file_sha256(job.records_path), judges=_judges_entry(job, manifest))
     write_manifest(job.run_dir, manifest)
+    if retrying:  # a retry was killed: its failed requests may still be there
+        return _reuse_or_retry(job, manifest)
     return RunResult(job.run_dir, job.spec, records, reused=False, resumed_from=resumed_from, generated=generated)
 
 

@@ -1,0 +1,79 @@
+"""The run store interrupted between two of its writes (a kill, simulated in-process at each
+write step): the next run must go on from what is on disk and end exactly where an
+uninterrupted run ends, never on a store that refuses to be read."""
+
+import pytest
+
+from evalkit import runs
+from evalkit.engines import EngineConfig, Response
+from evalkit.engines.sim import SimEngine
+from evalkit.runs import RECORDS, RunStore, execute, load_run, read_records
+from evalkit.suites import SessionConfig, prepare
+
+
+class Killed(BaseException):
+    """What a kill looks like from inside: nothing after it runs (no ``except Exception``)."""
+
+
+def timeless(records):
+    return [(r.index, r.behavior_id, r.slot, r.batch, r.response.text, r.response.error, r.verdicts)
+            for r in records]
+
+
+@pytest.fixture
+def plan_and_session(synthetic_csv, tmp_path):
+    session = prepare(SessionConfig(models=("null",), harmbench=str(synthetic_csv), suites=("pilot",),
+                                    pairs=("free-vs-paid",), n=8, batch_size=4, results_dir=str(tmp_path / "r")))
+    return session.plans[0], session
+
+
+def sim():
+    return SimEngine(EngineConfig(model="null"))
+
+
+def kill_at_write(monkeypatch, steps, number):
+    """Raise ``Killed`` instead of the ``number``-th call (from 0) of any of ``steps`` (names in
+    ``evalkit.runs``); returns the list of the calls made."""
+    calls = []
+    for name in steps:
+        original = getattr(runs, name)
+
+        def step(*args, _original=original, _name=name, **kwargs):
+            if len(calls) == number:
+                raise Killed(_name)
+            calls.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(runs, name, step)
+    return calls
+
+
+@pytest.mark.parametrize("kill_before", range(4))
+def test_a_retry_killed_between_its_writes_is_finished_by_the_next_run(plan_and_session, tmp_path, monkeypatch,
+                                                                        kill_before):
+    plan, session = plan_and_session
+
+    class FailsSecondBatch(SimEngine):
+        calls = 0
+
+        def generate(self, requests):
+            FailsSecondBatch.calls += 1
+            responses = super().generate(requests)
+            return [Response(text="", error="HTTP 503") for _ in requests] if FailsSecondBatch.calls == 2 \
+                else responses
+
+    execute(plan.spec, plan.schedule, session.store, lambda: FailsSecondBatch(EngineConfig(model="null")),
+            session.judges, session_id="a")
+    with monkeypatch.context() as patch:
+        calls = kill_at_write(patch, ("write_manifest", "_rewrite_records", "_drop_verdict_sets"), kill_before)
+        with pytest.raises(Killed):
+            execute(plan.spec, plan.schedule, session.store, sim, session.judges, session_id="b")
+    assert len(calls) == kill_before  # the kill came where it was meant to
+    resumed = execute(plan.spec, plan.schedule, session.store, sim, session.judges, session_id="c")
+    reference = execute(plan.spec, plan.schedule, RunStore(tmp_path / "reference"), sim, session.judges)
+    assert not any(r.response.error for r in resumed.records)
+    assert timeless(resumed.records) == timeless(reference.records)
+    manifest, stored = load_run(resumed.run_dir)
+    assert manifest["status"] == "complete" and "retrying" not in manifest
+    assert timeless(stored) == timeless(reference.records)
+    assert [r.index for r in read_records(resumed.run_dir / RECORDS)] == list(range(len(plan.schedule)))
