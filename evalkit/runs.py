@@ -398,9 +398,19 @@ def _drop_verdict_sets(run_dir: Path) -> None:
 
 
 def _remove_run(run_dir: Path) -> None:
+    """Move the run aside in one rename, then delete it: a kill (or a reader) sees the whole old
+    run or none, never a complete manifest whose records are already gone."""
+    discarded = run_dir.with_name(f".{run_dir.name}.discarded")
     try:
-        for child in sorted(run_dir.rglob("*"), reverse=True):
-            child.unlink() if child.is_file() or child.is_symlink() else child.rmdir()
-        run_dir.rmdir()
+        if discarded.exists():  # left behind by a kill during an earlier --fresh
+            _delete_tree(discarded)
+        os.rename(run_dir, discarded)
+        _delete_tree(discarded)
     except OSError as exc:
         raise RunStoreError(f"{run_dir}: cannot remove the old run ({exc.strerror or exc})") from None
+
+
+def _delete_tree(directory: Path) -> None:
+    for child in sorted(directory.rglob("*"), reverse=True):
+        child.unlink() if child.is_file() or child.is_symlink() else child.rmdir()
+    directory.rmdir()

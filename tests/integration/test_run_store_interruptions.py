@@ -2,6 +2,8 @@
 write step): the next run must go on from what is on disk and end exactly where an
 uninterrupted run ends, never on a store that refuses to be read."""
 
+import pathlib
+
 import pytest
 
 from evalkit import runs
@@ -77,3 +79,30 @@ def test_a_retry_killed_between_its_writes_is_finished_by_the_next_run(plan_and_
     assert manifest["status"] == "complete" and "retrying" not in manifest
     assert timeless(stored) == timeless(reference.records)
     assert [r.index for r in read_records(resumed.run_dir / RECORDS)] == list(range(len(plan.schedule)))
+
+
+@pytest.mark.parametrize("kill_before", range(2))  # the run holds two files
+def test_a_fresh_killed_while_removing_the_old_run_leaves_a_store_the_next_run_uses(plan_and_session, tmp_path,
+                                                                                   monkeypatch, kill_before):
+    plan, session = plan_and_session
+    execute(plan.spec, plan.schedule, session.store, sim, session.judges, session_id="a")
+    removed = []
+    unlink = pathlib.Path.unlink
+
+    def killed_unlink(self, *args, **kwargs):
+        if len(removed) == kill_before:
+            raise Killed(self.name)
+        removed.append(self.name)
+        return unlink(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pathlib.Path, "unlink", killed_unlink)
+        with pytest.raises(Killed):
+            execute(plan.spec, plan.schedule, session.store, sim, session.judges, fresh=True, session_id="b")
+    following = execute(plan.spec, plan.schedule, session.store, sim, session.judges, session_id="c")
+    reference = execute(plan.spec, plan.schedule, RunStore(tmp_path / "reference"), sim, session.judges)
+    assert timeless(following.records) == timeless(reference.records)
+    assert timeless(load_run(following.run_dir)[1]) == timeless(reference.records)
+    again = execute(plan.spec, plan.schedule, session.store, sim, session.judges, fresh=True, session_id="d")
+    assert timeless(again.records) == timeless(reference.records)
+    assert [p.name for p in session.store.runs_dir.iterdir() if p.is_dir()] == [again.run_dir.name]
