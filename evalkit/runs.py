@@ -177,7 +177,8 @@ def _retried_in_this_session(manifest: Manifest, session_id: str | None) -> bool
 
 def _reuse(job: RunJob, manifest: Manifest, records: list[Record]) -> RunResult:
     records = _judge(job, manifest, records)
-    return RunResult(job.run_dir, job.spec, records, reused=True, resumed_from=len(records), generated=0)
+    return RunResult(job.run_dir, job.spec, records, reused=True, resumed_from=len(records), generated=0,
+                     records_sha256=manifest["records_sha256"])
 
 
 def _retry(job: RunJob, manifest: Manifest, records: list[Record], failed: Sequence[int]) -> RunResult:
@@ -202,7 +203,8 @@ def _retry(job: RunJob, manifest: Manifest, records: list[Record], failed: Seque
                     records_sha256=file_sha256(job.records_path), judges=_judges_entry(job, manifest))
     write_manifest(job.run_dir, manifest)
     records = ensure_verdicts(job.run_dir, records, job.schedule, job.judges, stale)
-    return RunResult(job.run_dir, job.spec, records, reused=False, resumed_from=len(records), generated=len(replaced))
+    return RunResult(job.run_dir, job.spec, records, reused=False, resumed_from=len(records), generated=len(replaced),
+                     records_sha256=manifest["records_sha256"])
 
 
 def _resume(job: RunJob, manifest: Manifest | None) -> RunResult:
@@ -229,7 +231,8 @@ def _resume(job: RunJob, manifest: Manifest | None) -> RunResult:
     write_manifest(job.run_dir, manifest)
     if retrying:  # a retry was killed: its failed requests may still be there
         return _reuse_or_retry(job, manifest)
-    return RunResult(job.run_dir, job.spec, records, reused=False, resumed_from=resumed_from, generated=generated)
+    return RunResult(job.run_dir, job.spec, records, reused=False, resumed_from=resumed_from, generated=generated,
+                     records_sha256=manifest["records_sha256"])
 
 
 def _create_run(job: RunJob) -> Manifest:

@@ -355,6 +355,8 @@ class RunResult:
     reused: bool
     resumed_from: int
     generated: int
+    # the sha256 of the record log these records were read from or written to (the manifest's)
+    records_sha256: str | None = None
 
     def __repr__(self) -> str:  # never print records (they hold response text)
         return f"RunResult({self.run_dir.name}, {len(self.records)} records, reused={self.reused})"

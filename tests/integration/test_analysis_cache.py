@@ -195,3 +195,22 @@ def test_a_warm_session_computes_no_statistic(cold, harmbench_csv):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[] 0"
+
+
+def test_a_run_regenerated_by_another_process_meanwhile_does_not_get_this_sessions_numbers(harmbench_csv, tmp_path):
+    """Session A analyses its run; before A writes the cache, another process regenerates the
+    run (--fresh) with other responses. A's numbers must not be cached as that run's."""
+    from evalkit.engines import EngineConfig
+    from evalkit.engines.sim import SimEngine
+
+    session = _session(harmbench_csv, tmp_path / "results")
+    plan = session.plans[0]
+    mine = run_plan(session, plan, EnginePool())
+    analysed = analyse_run(session, plan, mine)
+    other = runs.execute(plan.spec, plan.schedule, session.store, lambda: SimEngine(EngineConfig(model="null")),
+                         session.judges, fresh=True, session_id="another process")
+    now = analyse_run(session, plan, other)
+    assert now.analysis != analysed.analysis  # the two runs' numbers differ, so serving the wrong one shows
+    analysis_cache.save(session, plan, mine, analysed)
+    cached = analysis_cache.load(session, plan)
+    assert cached is None or cached[1] == now
