@@ -54,7 +54,7 @@ from .runs_store import (
     atomic_write,
     canonical_json,
     load_manifest,
-    run_lock,
+    run_locked,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -161,7 +161,7 @@ def load(session: Session, plan: RunPlan) -> tuple[RunResult, RunAnalysis] | Non
     if not path.is_file():
         return None
     try:
-        with run_lock(run_dir):
+        with run_locked(run_dir):
             current = _current_key(session, plan, run_dir)
             if current is None:
                 return None
@@ -196,7 +196,7 @@ def save(session: Session, plan: RunPlan, run: RunResult, analysed: RunAnalysis)
         return
     try:
         payload = encode(analysed)
-        with run_lock(run.run_dir):
+        with run_locked(run.run_dir):
             current = _current_key(session, plan, run.run_dir, n_records=len(run.records))
             if current is None:
                 return

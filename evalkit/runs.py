@@ -58,6 +58,7 @@ from .runs_store import (
     read_records,
     read_run_records,
     run_lock,
+    run_locked,
     write_manifest,
 )
 from .safety import redact_error
@@ -120,7 +121,7 @@ def execute(
     except OSError as exc:
         raise RunStoreError(f"{run_dir.parent}: cannot create ({exc.strerror or exc})") from None
     job = RunJob(spec, schedule, run_dir, engine_provider, judges, manifest_extra or {}, session_id, progress, sync)
-    with run_lock(run_dir):
+    with run_locked(run_dir):
         if fresh:
             _discard_for_fresh(job)
         manifest = _existing_manifest(job)

@@ -29,13 +29,15 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from .engines import Response
 from .errors import ConfigError, RunStoreError
@@ -402,6 +404,28 @@ def run_lock(run_dir: Path) -> FileLock:
     """The lock of a run: keyed on the real directory, so every path to it (a symlink, a
     relative path) takes the same lock."""
     return FileLock(str(Path(run_dir).resolve()) + LOCK)
+
+
+# How long a run's lock is waited for silently; then the wait is announced, once (the holder
+# may be generating for hours, or hung: the user must be able to tell which lock, and why).
+LOCK_NOTICE_S = 2.0
+
+
+@contextlib.contextmanager
+def run_locked(run_dir: Path) -> Iterator[None]:
+    """Hold the run's lock (``run_lock``), saying on stderr what is waited for when another
+    process holds it for longer than ``LOCK_NOTICE_S``."""
+    lock = run_lock(run_dir)
+    try:
+        lock.acquire(timeout=LOCK_NOTICE_S)
+    except Timeout:
+        print(f"evalkit: waiting for {run_dir}: another process holds its lock {lock.lock_file} (generating or "
+              "reading the same run); this run goes on when it finishes", file=sys.stderr, flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def is_store_file(path: str | os.PathLike[str]) -> bool:

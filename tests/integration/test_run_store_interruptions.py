@@ -1,15 +1,19 @@
 """The run store interrupted between two of its writes (a kill, simulated in-process at each
 write step): the next run must go on from what is on disk and end exactly where an
-uninterrupted run ends, never on a store that refuses to be read."""
+uninterrupted run ends, never on a store that refuses to be read. And a run that waits for
+another process's lock says so."""
 
 import pathlib
+import subprocess
+import sys
+import time
 
 import pytest
 
 from evalkit import runs
 from evalkit.engines import EngineConfig, Response
 from evalkit.engines.sim import SimEngine
-from evalkit.runs import RECORDS, RunStore, execute, load_run, read_records
+from evalkit.runs import RECORDS, RunStore, execute, load_run, read_records, run_lock
 from evalkit.suites import SessionConfig, prepare
 
 
@@ -106,3 +110,27 @@ def test_a_fresh_killed_while_removing_the_old_run_leaves_a_store_the_next_run_u
     again = execute(plan.spec, plan.schedule, session.store, sim, session.judges, fresh=True, session_id="d")
     assert timeless(again.records) == timeless(reference.records)
     assert [p.name for p in session.store.runs_dir.iterdir() if p.is_dir()] == [again.run_dir.name]
+
+
+@pytest.mark.slow
+def test_a_run_waiting_for_another_process_says_which_lock_and_goes_on_when_it_is_released(harmbench_csv, tmp_path):
+    """A second ``evalkit run`` on a run another process holds (generating for hours, or hung)
+    must say what it waits for, not sit silent; and go on once the lock is free."""
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "evalkit.cli", "run", "--model", "null", "--n", "6", "--harmbench",
+               str(harmbench_csv), "--results-dir", str(results), "--pair", "free-vs-paid", "--protocol", "fixed"]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    run_dir = next(p for p in (results / "runs").iterdir() if p.is_dir())
+    stderr = tmp_path / "stderr"
+    with run_lock(run_dir):  # the other process
+        with open(stderr, "wb") as err:
+            waiting = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + 60
+        while b"waiting for" not in stderr.read_bytes() and waiting.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        said = stderr.read_bytes().decode()
+        assert waiting.poll() is None, said  # it waited for the lock
+    assert waiting.wait(timeout=120) == 0, stderr.read_text()
+    assert f"waiting for {run_dir}" in said and f"{run_dir}.lock" in said, said
+    assert len(said.strip().splitlines()) == 1  # one line, said once
+    assert "(reused, 0 generated)" in stderr.read_text()
