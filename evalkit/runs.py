@@ -171,9 +171,10 @@ def _reuse_or_retry(job: RunJob, manifest: Manifest) -> RunResult:
 
 
 def _retried_in_this_session(manifest: Manifest, session_id: str | None) -> bool:
-    """Generated or already retried in this very session (another xdist worker, the summary):
+    """Generated, resumed or already retried in this very session (another xdist worker, the summary):
     retrying again now would only repeat the same calls."""
-    return session_id is not None and session_id in (manifest.get("session_id"), manifest.get("retried_in_session"))
+    return session_id is not None and session_id in (manifest.get("session_id"), manifest.get("retried_in_session"),
+                                                     manifest.get("resumed_in_session"))
 
 
 def _reuse(job: RunJob, manifest: Manifest, records: list[Record]) -> RunResult:
@@ -227,6 +228,9 @@ def _resume(job: RunJob, manifest: Manifest | None) -> RunResult:
     # records written before an interruption may lack a judge added (or changed) on resume
     records = ensure_verdicts(job.run_dir, records, job.schedule, job.judges, stale)
     retrying = manifest.pop(RETRYING, False)
+    if not retrying and manifest.get("session_id") != job.session_id:
+        # this session generated what the run lacked: executed again in it, the run is reused as it is
+        manifest["resumed_in_session"] = job.session_id
     manifest.update(status=COMPLETE, finished_at=now_iso(), n_records=len(records), record_format=RECORD_FORMAT,
                     records_sha256=file_sha256(job.records_path), judges=_judges_entry(job, manifest))
     write_manifest(job.run_dir, manifest)

@@ -134,3 +134,44 @@ def test_a_run_waiting_for_another_process_says_which_lock_and_goes_on_when_it_i
     assert f"waiting for {run_dir}" in said and f"{run_dir}.lock" in said, said
     assert len(said.strip().splitlines()) == 1  # one line, said once
     assert "(reused, 0 generated)" in stderr.read_text()
+
+
+def test_a_run_resumed_in_a_session_is_not_retried_again_by_the_same_session(plan_and_session):
+    """A session resumes a run a killed session left (and a request fails while it does); when the
+    same session executes that run again (two aliases of one model in a models file share it),
+    it must get the very same records, not retry them and compute the second row from other
+    responses. The next session retries them."""
+    plan, session = plan_and_session
+
+    class KilledAtSecondBatch(SimEngine):
+        calls = 0
+
+        def generate(self, requests):
+            KilledAtSecondBatch.calls += 1
+            if KilledAtSecondBatch.calls == 2:
+                raise Killed("the session is killed")
+            return super().generate(requests)
+
+    class FailsOnce(SimEngine):
+        calls = 0
+
+        def generate(self, requests):
+            FailsOnce.calls += 1
+            responses = super().generate(requests)
+            return [Response(text="", error="HTTP 503") for _ in requests] if FailsOnce.calls == 1 else responses
+
+    with pytest.raises(Killed):
+        execute(plan.spec, plan.schedule, session.store, lambda: KilledAtSecondBatch(EngineConfig(model="null")),
+                session.judges, session_id="killed")
+    first_worker = execute(plan.spec, plan.schedule, session.store, lambda: FailsOnce(EngineConfig(model="null")),
+                           session.judges, session_id="s")
+    assert first_worker.resumed_from == 4 and sum(r.response.error is not None for r in first_worker.records) == 4
+
+    def no_engine():
+        raise AssertionError("the session already tried these requests: nothing to generate")
+
+    second_worker = execute(plan.spec, plan.schedule, session.store, no_engine, session.judges, session_id="s")
+    assert second_worker.reused
+    assert timeless(second_worker.records) == timeless(first_worker.records)
+    next_session = execute(plan.spec, plan.schedule, session.store, sim, session.judges, session_id="t")
+    assert not any(r.response.error for r in next_session.records)  # a new session retries them
