@@ -21,7 +21,17 @@ from .errors import ConfigError, RunStoreError
 from .judges import Judge, JudgeSettings, build_judges, judge_all
 from .judges.stored import StoredRequests, batch_model_judges, run_behaviors, uses_model
 from .protocols import Request
-from .runs_store import VERDICTS_DIR, Record, atomic_write, canonical_json, encode_line, load_run, read_verdict_file
+from .runs_store import (
+    VERDICTS_DIR,
+    Record,
+    atomic_write,
+    canonical_json,
+    encode_line,
+    load_manifest,
+    load_run,
+    read_verdict_file,
+    run_locked,
+)
 from .safety import redact
 
 
@@ -86,8 +96,21 @@ def judge_stored_run(run_dir: str | os.PathLike[str], names: Sequence[str],
                      settings: JudgeSettings = JudgeSettings(),
                      harmbench: str | None = None) -> tuple[dict[str, Any], list[Record], list[Judge]]:
     """(manifest, records with verdicts of ``names``, judges). Stored generations are
-    judged, never regenerated; model judges see their responses in batches."""
+    judged, never regenerated; model judges see their responses in batches. The run's lock is
+    held from reading to writing the verdict sets: a session retrying (or ``--fresh``
+    regenerating) the run meanwhile would otherwise get labels of responses it replaced."""
     run_dir = Path(run_dir)
+    load_manifest(run_dir)  # a missing or foreign directory fails here, before a lock file is made beside it
+    with contextlib.ExitStack() as locked:
+        try:
+            locked.enter_context(run_locked(run_dir))
+        except OSError:
+            pass  # a read-only store: nobody rewrites it, and judging what it lacks fails with its own error
+        return _judge_stored_run(run_dir, names, settings, harmbench)
+
+
+def _judge_stored_run(run_dir: Path, names: Sequence[str], settings: JudgeSettings,
+                      harmbench: str | None) -> tuple[dict[str, Any], list[Record], list[Judge]]:
     manifest, records = load_run(run_dir)
     if not records:
         raise ConfigError(f"{run_dir} holds no records to judge")

@@ -175,3 +175,43 @@ def test_a_run_resumed_in_a_session_is_not_retried_again_by_the_same_session(pla
     assert timeless(second_worker.records) == timeless(first_worker.records)
     next_session = execute(plan.spec, plan.schedule, session.store, sim, session.judges, session_id="t")
     assert not any(r.response.error for r in next_session.records)  # a new session retries them
+
+
+def test_a_run_retried_while_its_stored_generations_are_judged_gets_no_labels_of_replaced_responses(
+        plan_and_session, monkeypatch):
+    """`evalkit judges agree`/`audit` judge a stored run while a session retries its failed batch:
+    the verdict set they write must label the responses the run holds afterwards, never the
+    ones the retry replaced (the scorer holds the run's lock from reading to writing)."""
+    import threading
+
+    from evalkit import rejudge
+
+    plan, session = plan_and_session
+    refusal_only = [j for j in session.judges if j.name == "refusal"]  # seed is judged on the stored run
+
+    class FailsOnce(SimEngine):
+        calls = 0
+
+        def generate(self, requests):
+            FailsOnce.calls += 1
+            responses = super().generate(requests)
+            return [Response(text="", error="HTTP 503") for _ in requests] if FailsOnce.calls == 2 else responses
+
+    first = execute(plan.spec, plan.schedule, session.store, lambda: FailsOnce(EngineConfig(model="null")),
+                    refusal_only, session_id="a")
+    assert sum(r.response.error is not None for r in first.records) == 4
+    retry = threading.Thread(target=execute, args=(plan.spec, plan.schedule, session.store, sim, refusal_only),
+                             kwargs={"session_id": "b"})
+    judge_all = rejudge.judge_all
+
+    def judge_while_a_session_retries(judge, requests, responses):
+        retry.start()
+        retry.join(timeout=4)  # unlocked, the retry finishes here, under the scorer's feet
+        return judge_all(judge, requests, responses)
+
+    monkeypatch.setattr(rejudge, "judge_all", judge_while_a_session_retries)
+    rejudge.judge_stored_run(first.run_dir, ["seed"])
+    retry.join()
+    _, now = load_run(first.run_dir)
+    assert not any(r.response.error for r in now)  # the retry ran
+    assert not any(r.verdicts.get("seed") == "error" for r in now)  # no label of a replaced (failed) response
