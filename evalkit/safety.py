@@ -57,18 +57,27 @@ def public_url(url: str) -> str:
     (api_key, token, sig, ...) replaced by ***. The same URL with another password gives
     the same result, so a run's identity does not depend on credentials."""
     scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    end = next((i for i, char in enumerate(rest) if char in "/?#"), len(rest))
-    authority, tail = rest[:end], rest[end:]
+    if not sep:  # no scheme (a mistyped user:pw@host/v1): what precedes an '@' is still credentials
+        scheme, rest = "", url
+    authority, tail = _authority(rest)
     if "@" in authority:
         authority = authority.rsplit("@", 1)[1]
+    elif "@" in tail and ":" in authority:
+        # 'user:pass' read as host:port: a password holding an unencoded '/', '?' or '#' ended
+        # the authority early, and the rest of it and its '@' fell in the path, query or fragment
+        authority, tail = _authority(rest.rsplit("@", 1)[1])
     path, question, query = tail.partition("?")
     if question:
         query, hash_mark, fragment = query.partition("#")
         query = "&".join(_public_parameter(part) for part in query.split("&"))
         tail = f"{path}?{query}{hash_mark}{fragment}"
-    return f"{scheme}://{authority}{tail}"
+    return f"{scheme}{sep}{authority}{tail}"
+
+
+def _authority(rest: str) -> tuple[str, str]:
+    """(authority, path and what follows) of a URL without its ``scheme://``."""
+    end = next((i for i, char in enumerate(rest) if char in "/?#"), len(rest))
+    return rest[:end], rest[end:]
 
 
 def _public_parameter(part: str) -> str:

@@ -159,3 +159,21 @@ def test_a_key_echoed_masked_or_upper_cased_by_a_server_is_never_stored_or_shown
     for text in [*written_text(results).values(), captured.out, captured.err]:
         for fragment in fragments:
             assert fragment not in text and fragment.upper() not in text.upper()
+
+
+def test_an_at_sign_in_the_path_of_a_url_without_credentials_is_kept():
+    from evalkit.safety import public_url
+
+    assert public_url("https://cdn.jsdelivr.net/gh/o/r@main/x.csv") == "https://cdn.jsdelivr.net/gh/o/r@main/x.csv"
+    assert public_url("http://u:123/pw@127.0.0.1:9/v1") == "http://127.0.0.1:9/v1"
+
+
+@pytest.mark.parametrize("base_url", [f"evaluser:{PASSWORD_MARK}x@127.0.0.1:9/v1",  # the scheme forgotten
+                                      f"http://evaluser:123/{PASSWORD_MARK}@127.0.0.1:9/v1",  # '/' not encoded
+                                      f"http://evaluser:123?{PASSWORD_MARK}@127.0.0.1:9/v1",
+                                      f"http://evaluser:123#{PASSWORD_MARK}@127.0.0.1:9/v1"])
+def test_credentials_of_a_malformed_base_url_are_not_echoed_by_its_error(base_url, synthetic_csv, tmp_path, capsys):
+    assert openai_run(base_url, synthetic_csv, tmp_path / "results") == 2
+    err = capsys.readouterr().err
+    assert "--base-url" in err and err.count("\n") == 1, err
+    assert PASSWORD_MARK not in err and "123" not in err, err
