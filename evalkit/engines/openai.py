@@ -100,6 +100,13 @@ class OpenAISettings:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"expected an http(s) URL such as http://127.0.0.1:8000/v1, got {public_url(base_url)!r}",
                               option="--base-url")
+        if "@" in f"{parts.path}{parts.query}{parts.fragment}":  # a password's unencoded '/', '?' or '#' cut it short
+            raise ConfigError("'@' after the host: percent-encode '/', '?', '#' and '@' in a user name or password "
+                              "(e.g. '/' as %2F); the URL is not shown, it may hold a password", option="--base-url")
+        try:
+            parts.port
+        except ValueError:
+            raise ConfigError(f"the port of {public_url(base_url)!r} is not a number", option="--base-url") from None
         key_env = str(opt.get("api_key_env") or DEFAULT_KEY_ENV)
         if not key_env.replace("_", "").isalnum():
             raise ConfigError(f"expected the NAME of an environment variable, got {key_env[:40]!r}",

@@ -177,3 +177,19 @@ def test_credentials_of_a_malformed_base_url_are_not_echoed_by_its_error(base_ur
     err = capsys.readouterr().err
     assert "--base-url" in err and err.count("\n") == 1, err
     assert PASSWORD_MARK not in err and "123" not in err, err
+
+
+@pytest.mark.parametrize("password", ["pw/" + PASSWORD_MARK, "pw?" + PASSWORD_MARK, "pw#" + PASSWORD_MARK])
+def test_a_password_with_an_unencoded_separator_is_refused_in_one_line_without_any_of_it(password, synthetic_csv,
+                                                                                          tmp_path, capsys):
+    # urllib reads 'user:pw' as host and port, so 'pw' once reached a ValueError traceback
+    code = openai_run(f"http://evaluser:{password}@127.0.0.1:9/v1", synthetic_csv, tmp_path / "results")
+    err = capsys.readouterr().err
+    assert code == 2 and "--base-url" in err and "percent-encode" in err and err.count("\n") == 1, err
+    assert PASSWORD_MARK not in err and "pw" not in err.lower().replace("percent", ""), err
+
+
+def test_a_port_that_is_not_a_number_is_a_one_line_error(synthetic_csv, tmp_path, capsys):
+    assert openai_run("http://127.0.0.1:notaport/v1", synthetic_csv, tmp_path / "results") == 2
+    err = capsys.readouterr().err
+    assert "option --base-url: the port of 'http://127.0.0.1:notaport/v1' is not a number" in err, err
