@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from .safety import redact_text
+
 
 class EvalkitError(Exception):
     """Base class: every user-facing failure. The CLI prints the message and exits 2."""
 
     exit_code = 2
+
+    def __init__(self, *args: object) -> None:
+        # Messages quote user input (URLs, option values) and engine errors, and pytest shows
+        # them as they are: credentials and the environment's secrets are removed here, once.
+        super().__init__(*(redact_text(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class InputError(EvalkitError):

@@ -135,3 +135,26 @@ def test_pytest_show_responses_is_opt_in(harmbench_csv, tmp_path):
     assert "flipped behaviors (27)" in quiet.stdout  # ids and counts, always
     assert "[Start of Answer]" not in quiet.stdout + quiet.stderr
     assert "[Start of Answer]" in loud.stdout
+
+
+def test_errors_reported_by_pytest_carry_no_credentials(tmp_path):
+    """The CLI removed credentials from the errors it prints; pytest printed the same errors as
+    they were: a HarmBench mirror URL with a token, a key given where its variable's NAME goes."""
+    mark = "PYTESTLEAKMARK"
+    key = f"sk-proj-{mark}-0a1b2c"
+    env = {k: v for k, v in os.environ.items() if k != "EVALKIT_HARMBENCH"}
+    env.update({"EVALKIT_CACHE_DIR": str(tmp_path / "cache"), "OPENAI_API_KEY": key,
+                "EVALKIT_HARMBENCH_URL": f"http://evaluser:{mark}@127.0.0.1:9/harmbench.csv?token={mark}"})
+
+    def suite(*extra):
+        return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                               str(ROOT / "tests" / "behavioral" / "test_paired_framing.py"),
+                               f"--results-dir={tmp_path / 'results'}", *extra],
+                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    mirror = suite()
+    assert mirror.returncode == 4 and "download failed" in mirror.stdout + mirror.stderr, mirror.stderr
+    no_name = suite(f"--harmbench={ROOT / 'fixtures' / 'behaviors' / 'synthetic_behaviors.csv'}", "--engine=openai",
+                    "--model=m", f"--api-key-env={key}")
+    assert no_name.returncode == 1 and "option --api-key-env: expected the NAME" in no_name.stdout, no_name.stderr
+    for run in (mirror, no_name):
+        assert mark not in run.stdout + run.stderr
