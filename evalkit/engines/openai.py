@@ -109,8 +109,9 @@ class OpenAISettings:
             raise ConfigError(f"the port of {public_url(base_url)!r} is not a number", option="--base-url") from None
         key_env = str(opt.get("api_key_env") or DEFAULT_KEY_ENV)
         if not key_env.replace("_", "").isalnum():
-            raise ConfigError(f"expected the NAME of an environment variable, got {key_env[:40]!r}",
-                              option="--api-key-env")
+            # not echoed: what is given here by mistake is most often the key itself
+            raise ConfigError("expected the NAME of an environment variable (letters, digits and '_'), such as "
+                              "OPENAI_API_KEY, not the key", option="--api-key-env")
         return cls(
             model=str(config.model),
             base_url=base_url,

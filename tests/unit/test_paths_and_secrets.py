@@ -193,3 +193,11 @@ def test_a_port_that_is_not_a_number_is_a_one_line_error(synthetic_csv, tmp_path
     assert openai_run("http://127.0.0.1:notaport/v1", synthetic_csv, tmp_path / "results") == 2
     err = capsys.readouterr().err
     assert "option --base-url: the port of 'http://127.0.0.1:notaport/v1' is not a number" in err, err
+
+
+def test_a_key_given_instead_of_its_variables_name_is_not_echoed(synthetic_csv, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # the key is in no variable: only the message could hide it
+    code = openai_run("http://127.0.0.1:9/v1", synthetic_csv, tmp_path / "results", "--api-key-env", KEY)
+    err = capsys.readouterr().err
+    assert code == 2 and "option --api-key-env: expected the NAME of an environment variable" in err, err
+    assert KEY[:8] not in err, err
