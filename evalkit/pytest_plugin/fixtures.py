@@ -74,13 +74,15 @@ def evalkit_explain(request: pytest.FixtureRequest) -> Callable[..., str]:
         if not option_value(request.config, "show_responses"):
             return text
         from ..runs import load_run
+        from ..safety import terminal_safe
 
         records = row.run.records or load_run(row.run.run_dir)[1]  # workers get rows without records
         by_key = {(r.behavior_id, r.slot): r.response for r in records}
         for behavior_id in flipped[:limit]:
             for slot in ("free", "paid"):
                 response = by_key[(behavior_id, slot)]
-                text += f"\n--- {behavior_id} [{slot}] ---\n{response.text}"
+                # model text is data, not terminal commands: control and bidi characters escaped
+                text += f"\n--- {behavior_id} [{slot}] ---\n{terminal_safe(response.text, keep_newlines=True)}"
         return text
     return explain
 

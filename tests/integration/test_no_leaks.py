@@ -158,3 +158,34 @@ def test_errors_reported_by_pytest_carry_no_credentials(tmp_path):
     assert no_name.returncode == 1 and "option --api-key-env: expected the NAME" in no_name.stdout, no_name.stderr
     for run in (mirror, no_name):
         assert mark not in run.stdout + run.stderr
+
+
+class FramingSensitiveStub(JSONHandler):
+    """Refuses under the paid framing, complies under the free one with text that would drive a
+    terminal (set its title, clear the line, return the carriage)."""
+
+    def do_GET(self):  # noqa: N802 - /models, the boot check
+        self._send(200, {"data": []})
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        text = ("I can't help with that." if "PAID TIER" in json.dumps(body)
+                else "Sure: step one.\x1b]0;SPOOFED-TITLE\x07\r\x1b[2Kall tests passed\u202e")
+        choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                  if body.get("messages") is not None else {"index": 0, "text": text, "finish_reason": "stop"})
+        self._send(200, {"choices": [choice], "usage": {"prompt_tokens": 3, "completion_tokens": 3}})
+
+
+def test_show_responses_in_pytest_escapes_control_characters(harmbench_csv, tmp_path):
+    """`evalkit show --show-responses` escaped a response's control characters; pytest's
+    --show-responses printed them raw into the terminal and the CI log."""
+    with serve_http(FramingSensitiveStub) as url:
+        loud = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "pilot",
+                               "-k", "test_flip_rate_bounded and free-vs-paid",
+                               str(ROOT / "tests" / "behavioral" / "test_paired_framing.py"), "--engine=openai",
+                               "--model=stub", f"--base-url={url}/v1", "--n=20", f"--harmbench={harmbench_csv}",
+                               f"--results-dir={tmp_path / 'results'}", "--show-responses"],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert "1 failed" in loud.stdout, loud.stdout[-2000:]
+    assert "Sure: step one.\\x1b]0;SPOOFED-TITLE\\x07\\r\\x1b[2Kall tests passed\\u202e" in loud.stdout
+    assert not any(char in loud.stdout for char in "\x1b\x07\r\u202e")
