@@ -26,6 +26,7 @@ from . import stats
 from .analysis import CheckOutcome, PairedOutcomes, paired_outcomes
 from .errors import InputError
 from .judges import ERROR, NOT_APPLICABLE
+from .safety import is_one_component
 from .snapshots import MEASUREMENT_FIELDS, provenance
 from .stats import jsonable
 
@@ -134,7 +135,7 @@ def load_version(path: str | Path, judge: str = "refusal") -> dict[Key, VersionR
     out = {}
     for row in rows:
         run_dir = path / "runs" / str(row.get("run", ""))
-        if not (run_dir / MANIFEST).is_file():
+        if not is_one_component(str(row.get("run", ""))) or not (run_dir / MANIFEST).is_file():
             raise InputError(f"{summary} names run {row.get('run')!r}, which is not in {path / 'runs'}")
         key, version_row = _version_row(run_dir, load_manifest(run_dir), judge)
         out[key] = version_row

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import ConfigError, InputError, RunStoreError
-from .safety import redact
+from .safety import is_one_component, redact
 
 if TYPE_CHECKING:
     from .compare import Comparison
@@ -81,6 +81,8 @@ def _read_summary(results_dir: Path) -> dict[str, Any]:
             for key in ("model", "suite", "pair", "n", "verdict"):
                 if key not in row:
                     raise KeyError(f"row {index} has no field {key!r}")
+            if row.get("run") and not is_one_component(str(row["run"])):
+                raise ValueError(f"row {index} names run {str(row['run'])[:80]!r}, not a directory of its runs/")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path} is not a summary evalkit wrote ({exc})") from None
     return {"rows": rows, "meta": meta}

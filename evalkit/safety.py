@@ -41,6 +41,12 @@ def path_component(name: str, limit: int = MAX_COMPONENT, fallback: str = "x") -
     return slug or fallback
 
 
+def is_one_component(name: str) -> bool:
+    """Whether ``name`` names an entry of a directory: no separator, not '.', '..' or empty, no NUL.
+    A run name read from a summary.json must be one, or the file could point anywhere."""
+    return name not in ("", ".", "..") and not any(char in name for char in "/\\\x00")
+
+
 def ensure_within(path: Path, root: Path) -> Path:
     """``path`` if it resolves to a location under ``root`` (symlinks followed); else ValueError."""
     resolved, base = Path(path).resolve(), Path(root).resolve()

@@ -201,3 +201,24 @@ def test_a_key_given_instead_of_its_variables_name_is_not_echoed(synthetic_csv, 
     err = capsys.readouterr().err
     assert code == 2 and "option --api-key-env: expected the NAME of an environment variable" in err, err
     assert KEY[:8] not in err, err
+
+
+def test_a_summary_naming_a_run_outside_its_results_dir_is_refused(synthetic_csv, tmp_path, capsys):
+    """report and compare read each row's run at results/runs/<run>; a summary.json (a CI artifact,
+    say) whose run is '../..' or an absolute path made them read, and show, another store's run."""
+    for name in ("results", "other"):
+        assert main(["run", "--model", "null", "--harmbench", str(synthetic_csv), "--results-dir",
+                     str(tmp_path / name), "--n", "4", "--pair", "free-vs-paid"]) == 0
+    other_run = next(p for p in (tmp_path / "other" / "runs").iterdir() if p.is_dir())
+    summary = tmp_path / "results" / "summary.json"
+    for run in (str(other_run), f"../../other/runs/{other_run.name}"):
+        payload = json.loads(summary.read_text())
+        payload["rows"][0]["run"] = run
+        summary.unlink()  # a link to the current generation; written over as a plain file
+        summary.write_text(json.dumps(payload))
+        capsys.readouterr()
+        assert main(["report", str(tmp_path / "results"), "-o", str(tmp_path / "report.html")]) == 2
+        assert main(["compare", str(tmp_path / "results"), str(tmp_path / "other")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("summary.json") == 2 and "names run" in err, err
+        assert not (tmp_path / "report.html").exists()
