@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import http.client
 import io
 import os
 import random
@@ -304,6 +305,9 @@ def download_harmbench(url: str, destination: Path, sha256: str, timeout: float 
             payload = response.read()
     except (urllib.error.URLError, OSError) as exc:
         raise DatasetError(f"download failed: {exc}", file=url) from None
+    except (http.client.HTTPException, ValueError) as exc:  # its text quotes the URL's host part, maybe a password
+        raise DatasetError(f"download failed: a malformed URL ({type(exc).__name__}); user:password@ is not "
+                           "supported (a token in the query is)", file=url) from None
     actual = hashlib.sha256(payload).hexdigest()
     if actual != sha256:
         raise DatasetError(f"checksum mismatch: expected sha256 {sha256}, got {actual}", file=url)

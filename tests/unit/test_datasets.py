@@ -160,6 +160,15 @@ def test_download_failure_is_clear(tmp_path, monkeypatch):
         resolve_harmbench(None, environ={}, url="http://127.0.0.1:9/nothing-listens-here", timeout=2)
 
 
+@pytest.mark.parametrize("url", ["http://evaluser:PWMARK@127.0.0.1/harmbench.csv",  # http.client: host 'evaluser'
+                                 "http://127.0.0.1:notaport/harmbench.csv"])
+def test_a_malformed_download_url_is_a_clear_error_quoting_no_password(url, tmp_path, monkeypatch):
+    monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(DatasetError, match="download failed: a malformed URL") as raised:
+        resolve_harmbench(None, environ={}, url=url, timeout=2)
+    assert "PWMARK" not in str(raised.value)
+
+
 def test_pinned_url_names_a_commit():
     assert datasets.HARMBENCH_COMMIT in datasets.HARMBENCH_URL
     assert len(datasets.HARMBENCH_COMMIT) == 40
