@@ -222,3 +222,19 @@ def test_a_summary_naming_a_run_outside_its_results_dir_is_refused(synthetic_csv
         err = capsys.readouterr().err
         assert err.count("summary.json") == 2 and "names run" in err, err
         assert not (tmp_path / "report.html").exists()
+
+
+def test_the_report_is_never_written_over_the_run_store_or_the_summary(synthetic_csv, tmp_path, capsys):
+    results = tmp_path / "results"
+    assert main(["run", "--model", "null", "--harmbench", str(synthetic_csv), "--results-dir", str(results),
+                 "--n", "4", "--pair", "free-vs-paid"]) == 0
+    run_dir = next(p for p in (results / "runs").iterdir() if p.is_dir())
+    for target in (run_dir / "records.jsonl", run_dir / "manifest.json", results / "summary.json",
+                   results / "summary.md"):
+        before = target.read_bytes()
+        capsys.readouterr()
+        assert main(["report", str(results), "-o", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert "write the report elsewhere" in err and err.count("\n") == 1, err
+        assert target.read_bytes() == before
+    assert main(["show", str(run_dir)]) == 0  # the run is intact
