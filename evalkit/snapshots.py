@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .safety import redact
+
 if TYPE_CHECKING:
     from .runs import RunSpec
 
@@ -74,6 +76,7 @@ def provenance(spec: RunSpec, judge_name: str, judge_description: Mapping[str, o
     revision = (engine_config.get("options") or {}).get("revision")
     # the engine's own settings and weights identity; seed and decoding are listed as measurement
     engine = {k: v for k, v in engine_config.items() if k not in ("seed", "max_tokens", "temperature")}
+    engine = redact(engine)  # as a run's identity: a base URL's password is neither hashed nor a change
     out = {"model": spec.model, "engine": spec.engine, "revision": revision,
            "engine_sha256": _sha(engine)[:16], "seed": spec.seed, "max_tokens": engine_config.get("max_tokens"),
            "temperature": engine_config.get("temperature"), "dataset_sha256": spec.dataset_sha256,

@@ -238,3 +238,23 @@ def test_the_report_is_never_written_over_the_run_store_or_the_summary(synthetic
         assert "write the report elsewhere" in err and err.count("\n") == 1, err
         assert target.read_bytes() == before
     assert main(["show", str(run_dir)]) == 0  # the run is intact
+
+
+def test_a_snapshots_engine_hash_does_not_depend_on_the_base_urls_credentials(synthetic_csv, tmp_path):
+    """The snapshot is committed: a hash over the password could be guessed offline, and a new
+    password read as a model change ('model: engine_sha256 ... -> ...')."""
+    from evalkit.snapshots import provenance
+
+    session = prepare(SessionConfig(models=("null",), harmbench=str(synthetic_csv), suites=("pilot",), n=4,
+                                    pairs=("free-vs-paid",), results_dir=str(tmp_path / "results")))
+    spec = session.plans[0].spec
+
+    def engine_hash(base_url):
+        config = {**spec.engine_config, "engine": "openai", "options": {"base_url": base_url}}
+        return provenance(dataclasses.replace(spec, engine="openai", engine_config=config), "refusal", {})[
+            "engine_sha256"]
+
+    plain = engine_hash("http://127.0.0.1:8000/v1")
+    assert engine_hash(f"http://user:{PASSWORD_MARK}one@127.0.0.1:8000/v1") == plain
+    assert engine_hash(f"http://user:{PASSWORD_MARK}two@127.0.0.1:8000/v1") == plain
+    assert engine_hash("http://127.0.0.1:8001/v1") != plain  # another server is another engine
