@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 from urllib.request import getproxies, proxy_bypass
 
 from ..errors import ConfigError, EngineError
@@ -103,10 +103,8 @@ class OpenAISettings:
         if "@" in f"{parts.path}{parts.query}{parts.fragment}":  # a password's unencoded '/', '?' or '#' cut it short
             raise ConfigError("'@' after the host: percent-encode '/', '?', '#' and '@' in a user name or password "
                               "(e.g. '/' as %2F); the URL is not shown, it may hold a password", option="--base-url")
-        try:
-            parts.port
-        except ValueError:
-            raise ConfigError(f"the port of {public_url(base_url)!r} is not a number", option="--base-url") from None
+        if not _has_valid_port(parts):
+            raise ConfigError(f"the port of {public_url(base_url)!r} is not a number", option="--base-url")
         key_env = str(opt.get("api_key_env") or DEFAULT_KEY_ENV)
         if not key_env.replace("_", "").isalnum():
             # not echoed: what is given here by mistake is most often the key itself
@@ -156,6 +154,14 @@ def _basic(username: str | None, password: str | None) -> str | None:
     return "Basic " + base64.b64encode(pair.encode()).decode()
 
 
+def _has_valid_port(parts: SplitResult) -> bool:
+    try:
+        parts.port  # noqa: B018 - urllib parses (and may refuse) the port on access
+    except ValueError:
+        return False
+    return True
+
+
 class _Connections:
     """Keep-alive HTTP/1.1 connections to the base URL's origin, one per thread (a
     connection carries one request at a time), reopened when the server has closed one
@@ -175,6 +181,10 @@ class _Connections:
         self.secrets = [unquote(parts.password or ""), (self.basic_auth or "").removeprefix("Basic ")]
         proxy = None if proxy_bypass(self._host) else getproxies().get(parts.scheme)
         self._proxy = urlsplit(proxy if "://" in proxy else f"http://{proxy}") if proxy else None
+        if self._proxy is not None and not _has_valid_port(self._proxy):
+            # not shown: what urllib reads as the port may be the first half of a password
+            raise ConfigError(f"the proxy for {parts.scheme} URLs (${parts.scheme.upper()}_PROXY) has a port that is "
+                              "not a number: percent-encode '/', '?', '#' and '@' in its user name or password")
         self._proxy_headers: dict[str, str] = {}
         if self._proxy is not None and not self._https:  # requests name the origin in full
             self._prefix = f"http://{self._host}:{self._port}{self._prefix}"

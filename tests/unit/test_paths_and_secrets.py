@@ -258,3 +258,14 @@ def test_a_snapshots_engine_hash_does_not_depend_on_the_base_urls_credentials(sy
     assert engine_hash(f"http://user:{PASSWORD_MARK}one@127.0.0.1:8000/v1") == plain
     assert engine_hash(f"http://user:{PASSWORD_MARK}two@127.0.0.1:8000/v1") == plain
     assert engine_hash("http://127.0.0.1:8001/v1") != plain  # another server is another engine
+
+
+def test_a_proxy_password_with_an_unencoded_slash_is_a_one_line_error_without_it(synthetic_csv, tmp_path, capsys,
+                                                                                 monkeypatch):
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://proxyuser:pw/{PASSWORD_MARK}@127.0.0.1:3128")
+    assert openai_run("http://127.0.0.1:9/v1", synthetic_csv, tmp_path / "results") == 2
+    err = capsys.readouterr().err
+    assert "$HTTP_PROXY" in err and err.count("\n") == 1, err
+    assert PASSWORD_MARK not in err and "'pw'" not in err, err
