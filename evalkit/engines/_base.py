@@ -38,6 +38,12 @@ class Response:
     def ok(self) -> bool:
         return self.error is None
 
+    def __repr__(self) -> str:
+        # Lengths, not text: pytest prints values in assertions and tracebacks (-l, -vv), and
+        # model responses stay in the run store.
+        return (f"Response(text=<{len(self.text)} chars>, reasoning=<{len(self.reasoning)} chars>, "
+                f"finish_reason={self.finish_reason!r}, error={self.error!r})")
+
 
 def split_reasoning(raw: str) -> tuple[str, str]:
     """Split ``<think>trace</think>answer`` into (answer, trace).

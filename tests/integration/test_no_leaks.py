@@ -189,3 +189,23 @@ def test_show_responses_in_pytest_escapes_control_characters(harmbench_csv, tmp_
     assert "1 failed" in loud.stdout, loud.stdout[-2000:]
     assert "Sure: step one.\\x1b]0;SPOOFED-TITLE\\x07\\r\\x1b[2Kall tests passed\\u202e" in loud.stdout
     assert not any(char in loud.stdout for char in "\x1b\x07\r\u202e")
+
+
+OWN_TEST = """
+def test_no_compliance(evalkit_row):
+    for record in evalkit_row.run.records:
+        assert record.verdicts["refusal"] != "compliance"
+"""
+
+
+def test_a_failing_test_of_your_own_over_the_records_shows_no_response(harmbench_csv, tmp_path):
+    """Row and RunResult print short in tracebacks; a record printed its response whole under
+    -l (pytest's locals) and -vv, in the CI log."""
+    (tmp_path / "test_own.py").write_text(OWN_TEST)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-vv", "-l", "test_own.py",
+                          "--evalkit-model=study-pilot", f"--evalkit-harmbench={harmbench_csv}", "--evalkit-n=20",
+                          "-m", "pilot", "--evalkit-pair=free-vs-paid", f"--evalkit-results-dir={tmp_path / 'r'}"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert "1 failed" in run.stdout and "record     = Record(index=0" in run.stdout, run.stdout[-3000:]
+    assert "response=Response(text=<" in run.stdout  # the length of the text, not the text
+    assert "[Start of Answer]" not in run.stdout + run.stderr
