@@ -172,7 +172,7 @@ def load(session: Session, plan: RunPlan) -> tuple[RunResult, RunAnalysis] | Non
     analysed = _parse(raw, key)
     if analysed is None or analysed.failed_requests:
         return None
-    run = RunResult(run_dir, plan.spec, [], reused=True, resumed_from=manifest["n_records"], generated=0)
+    run = RunResult(run_dir, plan.spec, None, reused=True, resumed_from=manifest["n_records"], generated=0)
     return run, analysed
 
 
@@ -192,7 +192,7 @@ def save(session: Session, plan: RunPlan, run: RunResult, analysed: RunAnalysis)
     """Write the cache of a run just analysed from its records. Best effort: a cache that
     cannot be written (read-only store, a statistic JSON cannot carry) costs the next
     session a recomputation, nothing else."""
-    if not run.records:
+    if not run.held_records:
         return
     try:
         payload = encode(analysed)

@@ -353,15 +353,25 @@ def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
 class RunResult:
     run_dir: Path
     spec: RunSpec
-    records: list[Record]
+    # The records in memory, or None where they stayed on disk (a run served with its cached
+    # analysis, a row shared with an xdist worker): ``records`` reads them on first use, so a
+    # project's check or test over them never sees an empty run.
+    held_records: list[Record] | None
     reused: bool
     resumed_from: int
     generated: int
     # the sha256 of the record log these records were read from or written to (the manifest's)
     records_sha256: str | None = None
 
-    def __repr__(self) -> str:  # never print records (they hold response text)
-        return f"RunResult({self.run_dir.name}, {len(self.records)} records, reused={self.reused})"
+    @property
+    def records(self) -> list[Record]:
+        if self.held_records is None:
+            self.held_records = load_run(self.run_dir)[1]
+        return self.held_records
+
+    def __repr__(self) -> str:  # never print records (they hold response text), never read them to say so
+        held = "records on disk" if self.held_records is None else f"{len(self.held_records)} records"
+        return f"RunResult({self.run_dir.name}, {held}, reused={self.reused})"
 
     def verdicts(self, judge_name: str) -> dict[int, str]:
         return {r.index: r.verdicts[judge_name] for r in self.records if judge_name in r.verdicts}

@@ -73,10 +73,9 @@ def evalkit_explain(request: pytest.FixtureRequest) -> Callable[..., str]:
                 f"{' ...' if len(flipped) > 20 else ''}")
         if not option_value(request.config, "show_responses"):
             return text
-        from ..runs import load_run
         from ..safety import terminal_safe
 
-        records = row.run.records or load_run(row.run.run_dir)[1]  # workers get rows without records
+        records = row.run.records  # read from the run store where the row came without them
         by_key = {(r.behavior_id, r.slot): r.response for r in records}
         for behavior_id in flipped[:limit]:
             for slot in ("free", "paid"):

@@ -102,7 +102,7 @@ def shareable(current: State) -> bytes:
     materialized = current.materialized
     assert materialized is not None
     rows = {key: {**{f.name: getattr(row, f.name) for f in dataclasses.fields(row) if f.name != "plan"},
-                  "run": dataclasses.replace(row.run, records=[])}
+                  "run": dataclasses.replace(row.run, held_records=None)}
             for key, row in materialized.rows.items()}
     return pickle.dumps({"rows": rows, "errors": dict(materialized.errors), "comparison": current.comparison,
                          "project_checks": current.project_checks})

@@ -52,12 +52,15 @@ def test_a_warm_session_gets_the_recomputed_rows_without_reading_records(cold, h
     assert not warm.errors
     for plan in session.plans:
         cached, fresh = warm.rows[plan.key], first.rows[plan.key]
-        assert cached.run.reused and cached.run.records == [] and cached.run.resumed_from == 2 * N
+        assert cached.run.reused and cached.run.held_records is None and cached.run.resumed_from == 2 * N
         assert (cached.analysis, cached.verdict, cached.breakdowns, cached.bootstrap_gap_ci, cached.corrected_gap,
                 cached.trace_rates) == (fresh.analysis, fresh.verdict, fresh.breakdowns, fresh.bootstrap_gap_ci,
                                         fresh.corrected_gap, fresh.trace_rates)
     # and so is everything written from them (summary.json's rows)
     assert _summary(warm_session, warm) == _summary(session, first)
+    # a project's check or test that asks for the records gets them, read from the run store then
+    for plan in session.plans:
+        assert warm.rows[plan.key].run.records == first.rows[plan.key].run.records != []
 
 
 def test_the_cached_analysis_equals_the_analysis_recomputed_from_the_records(cold):
@@ -185,7 +188,7 @@ def test_a_warm_session_computes_no_statistic(cold, harmbench_csv):
         f"s = prepare(SessionConfig(models=('study-pilot',), harmbench={str(harmbench_csv)!r}, suites=('pilot',),"
         f" n={N}, results_dir={str(session.store.results_dir)!r}))\n"
         "m = materialize(s, [p.key for p in s.plans], EnginePool())\n"
-        "assert not m.errors and all(r.run.records == [] for r in m.rows.values()), m.errors\n"
+        "assert not m.errors and all(r.run.held_records is None for r in m.rows.values()), m.errors\n"
         "from evalkit import report\n"
         "meta = report.judge_meta(s.config.judge, ())\n"
         "assert meta['judge_accuracy']['judges']['refusal']['xstest-v1']['accuracy']['wilson_ci'], meta\n"
