@@ -153,10 +153,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     try:
         session = evalkit_session(metafunc.config)
     except UnavailableHere as exc:
-        # valid, but not runnable on this machine (no GPU, no Modal token): skip, saying why
-        metafunc.parametrize("evalkit_row", [pytest.param(None, id="unavailable",
-                                                          marks=pytest.mark.skip(reason=f"evalkit: {exc}"))],
-                             indirect=True)
+        # valid, but not runnable on this machine (no GPU, no Modal token): skip, saying why; marked
+        # as the rows it stands for, so `-m pilot` shows the reason instead of deselecting it
+        marks = [*_suite_marks(metafunc.config), pytest.mark.behavioral, pytest.mark.skip(reason=f"evalkit: {exc}")]
+        metafunc.parametrize("evalkit_row", [pytest.param(None, id="unavailable", marks=marks)], indirect=True)
         return
     except EvalkitError:
         # reported once, as a usage error, when collection ends (pytest_collection_modifyitems)
@@ -175,6 +175,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         params.append(pytest.param((UNAVAILABLE, suite_id), id=f"{suite_id}-{UNAVAILABLE}",
                                    marks=[getattr(pytest.mark, suite.marker), pytest.mark.behavioral]))
     metafunc.parametrize("evalkit_row", params, indirect=True)
+
+
+def _suite_marks(config: pytest.Config) -> list[pytest.MarkDecorator]:
+    """The markers of the suites this session asks for (``--suite``, else the default suites)."""
+    from ..suites import load_suites
+
+    suites = load_suites()
+    names = option_value(config, "suite") or [name for name, suite in suites.items() if suite.default]
+    return [getattr(pytest.mark, suites[name].marker) for name in names if name in suites]
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:

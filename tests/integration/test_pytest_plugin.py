@@ -165,5 +165,23 @@ def test_a_check_hook_that_breaks_fails_its_rows_saying_so(pytester, harmbench_c
     assert "INTERNALERROR" not in result.stdout.str()
 
 
+@pytest.mark.parametrize("selection", [(), ("-m", "pilot"), ("-m", "replication")])
+def test_an_engine_unavailable_here_skips_with_its_reason_under_a_suite_selection(
+        pytester, harmbench_csv, tmp_path, monkeypatch, selection):
+    """README, Engines: a setting this machine cannot run (here Modal without credentials) is skipped
+    with the reason, also under ``-m pilot``: not deselected into "no tests ran" (exit 5)."""
+    for name in ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET", "MODAL_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MODAL_CONFIG_PATH", str(tmp_path / "no-modal.toml"))
+    pytester.makeini("[pytest]\nevalkit = true\n")
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rs", "--engine=modal", "--model=some/model",
+                                           *selection, f"--harmbench={harmbench_csv}",
+                                           f"--results-dir={tmp_path / 'results'}")
+    assert result.ret == pytest.ExitCode.OK, result.outlines[-20:]
+    assert result.parseoutcomes().get("skipped", 0) >= 1
+    assert "Modal credentials not found" in result.stdout.str()
+
+
 def summary(tmp_path):
     return json.loads((tmp_path / "results" / "summary.json").read_text())
