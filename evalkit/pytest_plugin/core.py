@@ -188,8 +188,8 @@ def _suite_marks(config: pytest.Config) -> list[pytest.MarkDecorator]:
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Bad evalkit options stop the session before any test runs, with exit status 4. The
-    baseline tests exist only under --baseline, the project-check tests only where a
-    ``pytest_evalkit_row_checks`` is implemented: otherwise they are not collected at all."""
+    baseline tests run only under --baseline, the project-check tests only where a
+    ``pytest_evalkit_row_checks`` is implemented: otherwise they are deselected."""
     error = config.stash.get(SESSION_KEY, None)
     if isinstance(error, EvalkitError) and not isinstance(error, UnavailableHere):
         raise pytest.UsageError(f"evalkit: {error}")
@@ -198,8 +198,12 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         dropped.add("evalkit_baseline")
     if not config.pluginmanager.hook.pytest_evalkit_row_checks.get_hookimpls():
         dropped.add("evalkit_project_checks")
-    if dropped:
-        items[:] = [item for item in items if not dropped & set(getattr(item, "fixturenames", ()))]
+    if dropped:  # reported as deselected, so pytest's "N selected" counts the tests that run
+        left_out = [item for item in items if dropped & set(getattr(item, "fixturenames", ()))]
+        if left_out:
+            left = set(left_out)
+            items[:] = [item for item in items if item not in left]
+            config.hook.pytest_deselected(items=left_out)
     html = option_value(config, "html")
     if html and Path(html).is_dir():
         raise pytest.UsageError(f"evalkit: option --evalkit-html: {html} is a directory; give the HTML file to write")

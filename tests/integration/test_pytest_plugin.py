@@ -183,5 +183,19 @@ def test_an_engine_unavailable_here_skips_with_its_reason_under_a_suite_selectio
     assert "Modal credentials not found" in result.stdout.str()
 
 
+def test_the_collection_counts_add_up_with_the_baseline_tests_left_out(pytester, harmbench_csv, tmp_path):
+    """Without --baseline the baseline tests are left out; pytest's "N selected" must be the tests
+    that then run, not count them too (`-m pilot` said 44 selected and ran 28)."""
+    pytester.makeini("[pytest]\nevalkit = true\n")
+    pytester.makepyfile(test_suite=SUITE, test_base=(ROOT / "tests" / "behavioral" / "test_baseline.py").read_text())
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--model=null", "-m", "replication", "--n=30",
+                                           f"--harmbench={harmbench_csv}", f"--results-dir={tmp_path / 'results'}")
+    assert result.ret == pytest.ExitCode.OK, result.outlines[-20:]
+    header = next(line for line in result.outlines if line.startswith("collected "))
+    selected = int(header.split(" / ")[-1].split()[0]) if " selected" in header else int(header.split()[1])
+    ran = sum(n for k, n in result.parseoutcomes().items() if k in ("passed", "failed", "skipped", "errors"))
+    assert selected == ran, header
+
+
 def summary(tmp_path):
     return json.loads((tmp_path / "results" / "summary.json").read_text())
