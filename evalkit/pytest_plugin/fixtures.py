@@ -51,7 +51,11 @@ def evalkit_row(request: pytest.FixtureRequest, evalkit_runs: Callable[[RowKey],
     key = request.param
     if key is not None and key[0] == UNAVAILABLE:
         pytest.fail(f"evalkit: {evalkit_session(request.config).unavailable[key[1]]}", pytrace=False)
-    return evalkit_runs(key)
+    try:
+        return evalkit_runs(key)
+    except EvalkitError as exc:  # the row could not be made (an engine down, a project hook broken): say why
+        reason = f"evalkit: {exc}"
+    pytest.fail(reason, pytrace=False)  # outside the handler: the message alone, no chained exception
 
 
 @pytest.fixture

@@ -197,5 +197,20 @@ def test_the_collection_counts_add_up_with_the_baseline_tests_left_out(pytester,
     assert selected == ran, header
 
 
+def test_a_row_whose_engine_fails_reports_the_message_not_a_traceback(pytester, harmbench_csv, tmp_path):
+    """README, Engines: an OpenAI-compatible server that does not answer (port 9: nothing listens) makes
+    the row's tests errors that say so in one line, without evalkit's internals as a traceback."""
+    pytester.makeini("[pytest]\nevalkit = true\n")
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--engine=openai",
+                                           "--base-url=http://127.0.0.1:9/v1", "--model=some/model", "--max-retries=0",
+                                           "-m", "replication", "--n=3", f"--harmbench={harmbench_csv}",
+                                           f"--results-dir={tmp_path / 'results'}")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    out = result.stdout.str()
+    assert "no OpenAI-compatible server answers at http://127.0.0.1:9/v1" in out
+    assert "fixtures.py" not in out and "def get(" not in out and "During handling" not in out, out[-3000:]
+
+
 def summary(tmp_path):
     return json.loads((tmp_path / "results" / "summary.json").read_text())
