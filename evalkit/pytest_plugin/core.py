@@ -192,6 +192,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     ``pytest_evalkit_row_checks`` is implemented: otherwise they are deselected."""
     error = config.stash.get(SESSION_KEY, None)
     if isinstance(error, EvalkitError) and not isinstance(error, UnavailableHere):
+        if is_worker(config):  # an xdist worker: the controller stops the session with it (exit 4)
+            getattr(config, "workeroutput")["evalkit_usage_error"] = f"evalkit: {error}"  # noqa: B009
+            items[:] = []
+            return
         raise pytest.UsageError(f"evalkit: {error}")
     dropped = set()
     if not option_value(config, "baseline"):

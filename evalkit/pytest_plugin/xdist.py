@@ -46,3 +46,11 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
     keys: list[RowKey] = [(k[0], k[1], k[2]) for k in json.loads(path.read_text())] if path.exists() else []
     if keys:
         materialize(config, keys, share=True)
+
+
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """Controller: a worker found a bad evalkit option at collection; stop as pytest does without
+    xdist, a usage error (exit 4), instead of an internal error about closed channels."""
+    message = getattr(node, "workeroutput", {}).get("evalkit_usage_error")
+    if message:
+        pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)

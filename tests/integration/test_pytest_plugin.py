@@ -212,5 +212,18 @@ def test_a_row_whose_engine_fails_reports_the_message_not_a_traceback(pytester, 
     assert "fixtures.py" not in out and "def get(" not in out and "During handling" not in out, out[-3000:]
 
 
+def test_a_bad_option_under_xdist_is_a_usage_error(pytester, harmbench_csv, tmp_path):
+    """README, Exit codes: a bad option is a usage error (exit 4) before anything runs, with `-n 2`
+    too (the workers find it at collection; it was an INTERNALERROR about a closed channel, exit 3)."""
+    pytester.makeini("[pytest]\nevalkit = true\n")
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--suite=nope",
+                                           f"--harmbench={harmbench_csv}", f"--results-dir={tmp_path / 'results'}")
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, out[-3000:]
+    assert "evalkit: option --suite: unknown suite 'nope'" in out
+    assert "INTERNALERROR" not in out
+
+
 def summary(tmp_path):
     return json.loads((tmp_path / "results" / "summary.json").read_text())
