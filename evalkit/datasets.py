@@ -304,7 +304,8 @@ def download_harmbench(url: str, destination: Path, sha256: str, timeout: float 
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (https or local test server)
             payload = response.read()
     except (urllib.error.URLError, OSError) as exc:
-        raise DatasetError(f"download failed: {exc}", file=url) from None
+        raise DatasetError(f"download failed: {exc}; offline, point --harmbench PATH or ${ENV_PATH} at a local "
+                           "copy of the CSV (or its directory)", file=url) from None
     except (http.client.HTTPException, ValueError) as exc:  # its text quotes the URL's host part, maybe a password
         raise DatasetError(f"download failed: a malformed URL ({type(exc).__name__}); user:password@ is not "
                            "supported (a token in the query is)", file=url) from None

@@ -156,8 +156,9 @@ def test_download_with_wrong_checksum_keeps_nothing(local_server, tmp_path, monk
 
 def test_download_failure_is_clear(tmp_path, monkeypatch):
     monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
-    with pytest.raises(DatasetError, match="download failed"):
+    with pytest.raises(DatasetError, match="download failed") as raised:
         resolve_harmbench(None, environ={}, url="http://127.0.0.1:9/nothing-listens-here", timeout=2)
+    assert "--harmbench PATH" in str(raised.value) and "$EVALKIT_HARMBENCH" in str(raised.value)  # the way out
 
 
 @pytest.mark.parametrize("url", ["http://evaluser:PWMARK@127.0.0.1/harmbench.csv",  # http.client: host 'evaluser'
