@@ -37,6 +37,20 @@ def sim():
     return SimEngine(EngineConfig(model="null"))
 
 
+def failing_at_call(number):
+    """A sim engine class whose ``number``-th generate call (from 1) fails every request of its batch."""
+
+    class FailsOnce(SimEngine):
+        calls = 0
+
+        def generate(self, requests):
+            FailsOnce.calls += 1
+            responses = super().generate(requests)
+            return [Response(text="", error="HTTP 503") for _ in requests] if FailsOnce.calls == number else responses
+
+    return FailsOnce
+
+
 def kill_at_write(monkeypatch, steps, number):
     """Raise ``Killed`` instead of the ``number``-th call (from 0) of any of ``steps`` (names in
     ``evalkit.runs``); returns the list of the calls made."""
@@ -152,13 +166,7 @@ def test_a_run_resumed_in_a_session_is_not_retried_again_by_the_same_session(pla
                 raise Killed("the session is killed")
             return super().generate(requests)
 
-    class FailsOnce(SimEngine):
-        calls = 0
-
-        def generate(self, requests):
-            FailsOnce.calls += 1
-            responses = super().generate(requests)
-            return [Response(text="", error="HTTP 503") for _ in requests] if FailsOnce.calls == 1 else responses
+    FailsOnce = failing_at_call(1)
 
     with pytest.raises(Killed):
         execute(plan.spec, plan.schedule, session.store, lambda: KilledAtSecondBatch(EngineConfig(model="null")),
@@ -189,13 +197,7 @@ def test_a_run_retried_while_its_stored_generations_are_judged_gets_no_labels_of
     plan, session = plan_and_session
     refusal_only = [j for j in session.judges if j.name == "refusal"]  # seed is judged on the stored run
 
-    class FailsOnce(SimEngine):
-        calls = 0
-
-        def generate(self, requests):
-            FailsOnce.calls += 1
-            responses = super().generate(requests)
-            return [Response(text="", error="HTTP 503") for _ in requests] if FailsOnce.calls == 2 else responses
+    FailsOnce = failing_at_call(2)
 
     first = execute(plan.spec, plan.schedule, session.store, lambda: FailsOnce(EngineConfig(model="null")),
                     refusal_only, session_id="a")
