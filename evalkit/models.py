@@ -122,6 +122,8 @@ def load_models_file(path: str | Path, engines: Iterable[str], engine_options: d
     except OSError as exc:
         raise ConfigError(f"cannot read the models file: {exc.strerror or exc}", file=str(path),
                           option="--models-file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", file=str(path)) from None
     unknown = set(data) - {"models"}

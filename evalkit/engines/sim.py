@@ -109,6 +109,9 @@ def load_profile(name_or_path: str) -> SimProfile:
         except OSError as exc:
             raise ConfigError(f"cannot read sim profile: {exc.strerror or exc}", file=str(path),
                               option="--model") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=str(path),
+                              option="--model") from None
         return parse_profile(text, str(path))
     if name_or_path not in builtin_profiles():
         raise ConfigError(f"unknown sim profile {name_or_path!r}; built-in profiles: "

@@ -158,6 +158,8 @@ class OrganismConfig:
                 source = Path(path).read_text(encoding="utf-8")
             except OSError as exc:
                 raise ConfigError(f"cannot read organism config: {exc.strerror}", file=where) from None
+            except UnicodeDecodeError as exc:
+                raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=where) from None
         try:
             data = tomllib.loads(source)
         except tomllib.TOMLDecodeError as exc:
