@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 CI_METHODS = next(o.choices for o in COMMON if o.dest == "ci_method")
 
 EXIT_USAGE = 2
+MAX_TABLE_PAIRS = 10_000_000  # measured: 2 minutes and 0.6 GB here; 10^9 would need gigabytes
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool whose reader closed the pipe
 
 
@@ -186,6 +187,9 @@ def _print_payload(payload: dict[str, object], as_json: bool) -> int:
 def cmd_stats_paired(args: argparse.Namespace) -> int:
     _strictly_between_0_and_1(("--alpha", args.alpha), ("--margin", args.margin))
     a, b, c, d = _table(args.table, "--table")
+    if a + b + c + d > MAX_TABLE_PAIRS:  # the minimum detectable gap is an exact power computation
+        raise InputError(f"n = {a + b + c + d} pairs is more than the exact power computation handles "
+                         f"(at most {MAX_TABLE_PAIRS:,}: its memory and time grow with n)", option="--table")
     result = stats.paired_analysis(stats.PairedTable(a, b, c, d), ci_method=args.ci_method, alpha=args.alpha,
                                    margin=args.margin)
     payload = result.as_dict()
