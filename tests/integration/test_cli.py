@@ -69,6 +69,7 @@ def test_run_writes_a_run_directory_and_prints_the_summary(harmbench_csv, tmp_pa
     (("--n", "0"), "option --n: must be at least 1"),
     (("--n", "5000"), "asked for the first 5000 behaviors"),
     (("--batch-size", "0"), "option --batch-size: must be at least 1"),
+    (("--max-tokens", "0"), "option --max-tokens: must be at least 1, got 0"),  # not the default 128
     (("--max-flip-rate", "1.5"), "option --max-flip-rate: 1.5 is outside [0.0, 1.0]"),
     (("--judge", "oracle"), "option --judge: unknown judge 'oracle'"),
     (("--base-url", "http://127.0.0.1:1/v1"), "option --base-url: applies to engine openai, not sim"),
