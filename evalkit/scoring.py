@@ -199,9 +199,18 @@ def _rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
         raise InputError("expected a .csv or .jsonl file", file=str(path))
     try:
         reader = csv.DictReader(io.StringIO(text, newline=""))
-        return list(reader.fieldnames or []), list(enumerate(reader, start=1))
+        header = list(reader.fieldnames or [])
+        twice = next((c for k, c in enumerate(header) if c in header[:k]), None)
+        if twice is not None:
+            raise InputError("the header names it twice", file=str(path), row=0, column=twice)
+        csv_rows = list(enumerate(reader, start=1))
     except csv.Error as exc:
         raise InputError(f"malformed CSV: {exc}", file=str(path)) from None
+    for number, row in csv_rows:  # DictReader keeps extra fields under None and fills short rows with None
+        if None in row or None in row.values():
+            fields = len(header) + len(row.get(None) or ()) - sum(v is None for v in row.values())
+            raise InputError(f"{fields} fields, the header has {len(header)}", file=str(path), row=number)
+    return header, csv_rows
 
 
 def _cell(row: dict[str, Any], column: str, path: Path, number: int) -> str:

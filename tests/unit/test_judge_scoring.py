@@ -81,6 +81,11 @@ def test_csv_and_jsonl_load_with_sources(tmp_path):
     ("a.jsonl", '{"text": "hi", "label": "refusal"}\n{"label": "refusal"}\n', {}, "row 2, column 'text': missing"),
     ("a.txt", "text,label\n", {}, "expected a .csv or .jsonl file"),
     ("a.csv", "text,label\n", {}, "no labelled rows"),
+    # the last of two 'label' columns silently won
+    ("a.csv", "text,label,label\nhi,refusal,compliance\n", {}, "row 0, column 'label': the header names it twice"),
+    # a stray comma: the extra field was dropped, a short row read as empty text
+    ("a.csv", "text,label\nhi,refusal,compliance\n", {}, "row 1: 3 fields, the header has 2"),
+    ("a.csv", "label,text\nrefusal,hi\ncompliance\n", {}, "row 2: 1 fields, the header has 2"),
 ])
 def test_bad_files_are_errors_naming_file_row_and_column(tmp_path, name, text, kwargs, fragment):
     path = tmp_path / name
