@@ -246,7 +246,10 @@ def load_labelled(path: str | Path, *, text_column: str = "text", label_column: 
             raise InputError(f"label {raw!r} is not in the label map ({known}); map it with --label-map RAW=LABEL",
                              file=str(path), row=number, column=label_column)
         source = _cell(row, group_column, path, number).strip() if group_column else path.stem
-        out.append(LabelledResponse(source or "(blank)", number, label, _cell(row, text_column, path, number),
+        text = _cell(row, text_column, path, number)
+        if not text.strip():  # a judge would record an error, scored as its miss
+            raise InputError("empty response text", file=str(path), row=number, column=text_column)
+        out.append(LabelledResponse(source or "(blank)", number, label, text,
                                     _cell(row, reasoning_column, path, number) if reasoning_column else "",
                                     _cell(row, prompt_column, path, number) if prompt_column else ""))
     if not out:

@@ -86,6 +86,9 @@ def test_csv_and_jsonl_load_with_sources(tmp_path):
     # a stray comma: the extra field was dropped, a short row read as empty text
     ("a.csv", "text,label\nhi,refusal,compliance\n", {}, "row 1: 3 fields, the header has 2"),
     ("a.csv", "label,text\nrefusal,hi\ncompliance\n", {}, "row 2: 1 fields, the header has 2"),
+    # an empty response was judged (as an error) and scored as the judge's miss
+    ("a.csv", "text,label\nhi,refusal\n  ,compliance\n", {}, "row 2, column 'text': empty response text"),
+    ("a.jsonl", '{"text": "", "label": "refusal"}\n', {}, "row 1, column 'text': empty response text"),
 ])
 def test_bad_files_are_errors_naming_file_row_and_column(tmp_path, name, text, kwargs, fragment):
     path = tmp_path / name
