@@ -7,6 +7,7 @@ import argparse
 import json
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..agreement import agreement, format_report, judge_list
@@ -97,6 +98,10 @@ def cmd_judges_score(args: argparse.Namespace) -> int:
         raise InputError(f"{model_judges[0]} reads the request as well as the response: name its column",
                          option="--prompt-column")
     mapping = parse_label_map(args.label_map)
+    seen = [Path(path).resolve() for path in args.files]
+    twice = next((path for k, path in enumerate(args.files) if seen[k] in seen[:k]), None)
+    if twice is not None:  # its responses would be counted twice
+        raise InputError(f"{twice} is given twice", option="FILE")
     items = []
     for path in args.files:
         items += load_labelled(path, text_column=args.text_column, label_column=args.label_column, label_map=mapping,

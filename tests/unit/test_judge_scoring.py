@@ -132,6 +132,7 @@ def test_command_on_the_in_house_corpus(capsys):
     (["--judge", "refusal", "--judge", "refusal"], "listed twice"),
     (["--alpha", "2"], "--alpha"),
     (["--label-map", "x"], "--label-map"),
+    ([str(CORPUS)], "given twice"),  # the same file twice counted every response twice
     (["--judge", "llm", "--judge-model", "m"], "--prompt-column"),
 ])
 def test_command_errors_are_one_line_and_exit_2(argv, fragment, capsys):
