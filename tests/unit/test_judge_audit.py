@@ -135,6 +135,13 @@ def test_label_file_errors_name_the_row(tmp_path, text, fragment):
         read_human_labels(path)
 
 
+def test_a_label_file_in_another_encoding_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_bytes("audit_id,label,notes\nitem-001,refusal,d\u00e9j\u00e0 vu\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"labels\.csv: not UTF-8 text"):
+        read_human_labels(path)
+
+
 def test_label_file_accepts_blank_and_case(tmp_path):
     path = tmp_path / "labels.csv"
     path.write_text("audit_id,human_label\nitem-001,Refusal\nitem-002,\n")
