@@ -208,11 +208,29 @@ def read_human_labels(path: Path) -> dict[str, str]:
     return labels
 
 
+def read_key(path: Path) -> dict[str, Any]:
+    """An audit sample's key file, its items checked for what scoring reads."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot read the audit key: {exc.strerror or exc}", file=str(path), option="--key") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = None
+    items = data.get("items") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not all(
+            isinstance(i, dict) and isinstance(i.get("audit_id"), str) and isinstance(i.get("index"), int)
+            and isinstance(i.get("verdicts"), dict) for i in items):
+        raise InputError("not an audit key (a JSON object whose items have audit_id, index and verdicts), as "
+                         "`evalkit audit sample` writes it", file=str(path), option="--key")
+    key: dict[str, Any] = data
+    return key
+
+
 def find_key(run_dir: Path, audit_ids: set[str], explicit: str | None) -> Path:
     if explicit:
         return Path(explicit)
     keys = sorted((run_dir / AUDIT_DIR).glob("*-key.json"))
-    matching = [k for k in keys if audit_ids <= {i["audit_id"] for i in json.loads(k.read_text())["items"]}]
+    matching = [k for k in keys if audit_ids <= {i["audit_id"] for i in read_key(k)["items"]}]
     if len(matching) != 1:
         raise InputError(f"{'no' if not matching else 'more than one'} audit key in {run_dir / AUDIT_DIR} covers "
                          "these labels; name it with --key", option="--key")
@@ -238,7 +256,7 @@ def score_audit(run_dir: Path, labels_path: Path, key: str | None, names: Sequen
     if not human:
         raise InputError("no labelled rows", file=str(labels_path))
     key_path = find_key(run_dir, set(human), key)
-    key_data = json.loads(key_path.read_text(encoding="utf-8"))
+    key_data = read_key(key_path)
     items = {i["audit_id"]: i for i in key_data["items"]}
     unknown = sorted(set(human) - set(items))
     if unknown:

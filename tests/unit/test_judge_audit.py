@@ -142,6 +142,20 @@ def test_a_label_file_in_another_encoding_is_an_error_naming_it(tmp_path):
         read_human_labels(path)
 
 
+@pytest.mark.parametrize("key_text", ["audit_id,label\n", '{"items": 5}', '[1, 2]', '{"items": [{"id": 1}]}'])
+def test_a_damaged_audit_key_is_an_error_naming_it(tmp_path, key_text):
+    from evalkit.audit import AUDIT_DIR, score_audit
+    from evalkit.judges import JudgeSettings
+    labels = tmp_path / "labels.csv"
+    labels.write_text("audit_id,label\nitem-001,refusal\n")
+    (tmp_path / AUDIT_DIR).mkdir()
+    key = tmp_path / AUDIT_DIR / "sample-seed0-key.json"
+    key.write_text(key_text)
+    for explicit in (str(key), None):  # --key, or found in the run's audit directory
+        with pytest.raises(InputError, match="sample-seed0-key.json: not an audit key"):
+            score_audit(tmp_path, labels, explicit, None, JudgeSettings(), None)
+
+
 def test_label_file_accepts_blank_and_case(tmp_path):
     path = tmp_path / "labels.csv"
     path.write_text("audit_id,human_label\nitem-001,Refusal\nitem-002,\n")
