@@ -35,7 +35,7 @@ from .errors import InputError
 from .judges import CLEAN, COMPLIANCE, ERROR, FLAGGED, REFUSAL, UNCLEAR, JudgeSettings, close_judges
 from .protocols import unit_hash
 from .rejudge import judge_stored_run
-from .scoring import JudgeScore, score_judge
+from .scoring import JudgeScore, csv_records, score_judge
 
 if TYPE_CHECKING:
     from .runs_store import Record
@@ -185,14 +185,13 @@ def read_human_labels(path: Path) -> dict[str, str]:
         raise InputError(f"cannot read labels: {exc.strerror or exc}", file=str(path)) from None
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=str(path)) from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = reader.fieldnames or []
+    header, rows = csv_records(text, path)
     column = next((c for c in ("label", "human_label") if c in header), None)
     if "audit_id" not in header or column is None:
         raise InputError(f"needs columns audit_id and label; found {', '.join(header) or 'no header'}",
                          file=str(path), row=0)
     labels = {}
-    for row_number, row in enumerate(reader, start=1):
+    for row_number, row in rows:
         audit_id, label = (row.get("audit_id") or "").strip(), (row.get(column) or "").strip().lower()
         if not audit_id:
             raise InputError("empty audit_id", file=str(path), row=row_number, column="audit_id")

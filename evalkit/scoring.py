@@ -197,6 +197,12 @@ def _rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
         return list(columns), rows
     if path.suffix.lower() != ".csv":
         raise InputError("expected a .csv or .jsonl file", file=str(path))
+    return csv_records(text, path)
+
+
+def csv_records(text: str, path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+    """(header, [(row number, row)]) of CSV text; a column named twice, or a row with more or
+    fewer fields than the header, is an error naming the row."""
     try:
         reader = csv.DictReader(io.StringIO(text, newline=""))
         header = list(reader.fieldnames or [])

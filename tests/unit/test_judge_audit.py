@@ -127,6 +127,10 @@ def test_score_judge_counts():
     ("audit_id,label\nitem-001,refused\n", "row 1, column 'label': label 'refused'"),
     ("audit_id,label\nitem-001,refusal\nitem-001,refusal\n", "labelled twice"),
     ("audit_id,label\n,refusal\n", "empty audit_id"),
+    # the last of two label columns won; a stray comma dropped a field or made a label blank (skipped)
+    ("audit_id,label,label\nitem-001,refusal,compliance\n", "row 0, column 'label': the header names it twice"),
+    ("audit_id,label,notes\nitem-001,refusal,a,b\n", "row 1: 4 fields, the header has 3"),
+    ("audit_id,notes,label\nitem-001,refusal\n", "row 1: 2 fields, the header has 3"),
 ])
 def test_label_file_errors_name_the_row(tmp_path, text, fragment):
     path = tmp_path / "labels.csv"
