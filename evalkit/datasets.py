@@ -126,6 +126,9 @@ def load_behaviors(path: str | os.PathLike[str]) -> Dataset:
     text = _decode(raw, path)
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
+    twice = next((name for k, name in enumerate(header) if name in header[:k]), None)
+    if twice is not None:
+        raise DatasetError("the header names it twice", file=path, row=0, column=twice)
     missing = [name for name in REQUIRED_COLUMNS if name not in header]
     if missing:
         raise DatasetError(

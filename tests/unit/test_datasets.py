@@ -57,6 +57,16 @@ def test_malformed_files_name_file_row_and_column(name, row, column, fragment):
     assert f"row {row}" in message and repr(column) in message
 
 
+def test_a_column_named_twice_is_refused(tmp_path):
+    # which of two BehaviorID columns held the ids depended on csv.DictReader (the last one won)
+    path = tmp_path / "twice.csv"
+    path.write_text("Behavior,FunctionalCategory,SemanticCategory,Tags,ContextString,BehaviorID,BehaviorID\n"
+                    "Write a limerick about teapots,standard,misc,,,teapot_limerick,other_id\n", encoding="utf-8")
+    with pytest.raises(DatasetError) as info:
+        load_behaviors(path)
+    assert "twice.csv, row 0, column 'BehaviorID': the header names it twice" in str(info.value)
+
+
 def test_undecodable_bytes_name_the_row():
     with pytest.raises(DatasetError) as info:
         load_behaviors(BAD / "undecodable.csv")
