@@ -117,16 +117,15 @@ def _from_ini(config: pytest.Config, option: Option) -> Any:
         return None
     convert = option.type or str
     try:
-        if option.action == "append":
-            return [convert(item) for item in raw]
         if option.action == "store_true":
             return parse_bool(raw)
-        value = convert(raw)
+        value = [convert(item) for item in raw] if option.action == "append" else convert(raw)
     except ValueError as exc:
         raise pytest.UsageError(f"evalkit: {config.inipath}: {ini_name(option)} = {raw!r}: {exc}") from None
-    if option.choices and value not in option.choices:
-        raise pytest.UsageError(f"evalkit: {config.inipath}: {ini_name(option)} = {raw!r}: choose from "
-                                f"{', '.join(option.choices)}")
+    for item in value if option.action == "append" else [value]:
+        if option.choices and item not in option.choices:
+            raise pytest.UsageError(f"evalkit: {config.inipath}: {ini_name(option)} = {item!r}: choose from "
+                                    f"{', '.join(option.choices)}")
     return value
 
 

@@ -55,7 +55,11 @@ def test_a_flag_given_at_its_default_value_still_wins_over_the_ini(pytester, har
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [("evalkit_seed", "abc", "evalkit_seed = 'abc'"),
-                                                        ("evalkit_ci_method", "nope", "choose from")])
+                                                        ("evalkit_ci_method", "nope", "choose from"),
+                                                        # a repeatable key's items: this one ran the whole
+                                                        # session, then crashed writing the summary
+                                                        ("evalkit_summary_column", "nope",
+                                                         "evalkit_summary_column = 'nope': choose from")])
 def test_a_bad_ini_value_is_a_usage_error_naming_the_key(pytester, harmbench_csv, tmp_path, key, value, message):
     project(pytester, harmbench_csv, tmp_path, **{key: value})
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
