@@ -117,17 +117,27 @@ class Comparison:
 # ---------------------------------------------------------------- reading versions
 
 
+def require_version_dir(path: str | Path) -> str:
+    """"run" for a run directory, "results" for a results directory; anything else is an error."""
+    from .runs import MANIFEST
+
+    path = Path(path)
+    if (path / MANIFEST).is_file():
+        return "run"
+    if not (path / "summary.json").is_file():
+        raise InputError(f"{path} is neither a results directory (no summary.json) nor a run directory "
+                         "(no manifest.json)", option="BASELINE/CANDIDATE")
+    return "results"
+
+
 def load_version(path: str | Path, judge: str = "refusal") -> dict[Key, VersionRow]:
     """A results directory (the rows of its last summary.json) or one run directory."""
     from .runs import MANIFEST, load_manifest
 
     path = Path(path)
-    if (path / MANIFEST).is_file():
+    if require_version_dir(path) == "run":
         return dict([_version_row(path, load_manifest(path), judge)])
     summary = path / "summary.json"
-    if not summary.is_file():
-        raise InputError(f"{path} is neither a results directory (no summary.json) nor a run directory "
-                         "(no manifest.json)", option="BASELINE/CANDIDATE")
     try:
         rows = json.loads(summary.read_text(encoding="utf-8"))["rows"]
     except (OSError, ValueError, KeyError) as exc:

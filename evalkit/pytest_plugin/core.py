@@ -198,8 +198,19 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             return
         raise pytest.UsageError(f"evalkit: {error}")
     dropped = set()
-    if not option_value(config, "baseline"):
+    baseline = option_value(config, "baseline")
+    if not baseline:
         dropped.add("evalkit_baseline")
+    else:  # before anything generates: a missing baseline or a bad margin only failed the baseline tests
+        from ..compare import require_version_dir
+        from ..suites import in_range
+
+        try:
+            require_version_dir(baseline)
+            in_range(option_value(config, "regression_margin"), "--regression-margin", 0, 1, open_low=True,
+                     open_high=True)
+        except EvalkitError as exc:
+            raise pytest.UsageError(f"evalkit: --baseline {baseline}: {exc}") from None
     if not config.pluginmanager.hook.pytest_evalkit_row_checks.get_hookimpls():
         dropped.add("evalkit_project_checks")
     if dropped:  # reported as deselected, so pytest's "N selected" counts the tests that run

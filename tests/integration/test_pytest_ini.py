@@ -92,3 +92,17 @@ def test_margins_pairs_columns_and_a_baseline_from_the_ini(pytester, harmbench_c
     assert (compared["alpha"], compared["margin"], compared["baseline"]) == (0.01, 0.2, str(baseline))
     baseline_tests = [line for line in result.outlines if line.startswith("PASSED test_baseline.py::")]
     assert len(baseline_tests) == 4  # two tests x two models, collected because the ini names a baseline
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (("--baseline=no-such-dir",), "no-such-dir is neither a results directory"),
+    (("--baseline=.", "--regression-margin=-1"), "option --regression-margin: -1.0 is outside (0, 1)"),
+])
+def test_a_bad_baseline_stops_the_session_before_it_runs(pytester, harmbench_csv, tmp_path, flags, message):
+    # these ran the whole session and then failed every baseline test with the same message
+    project(pytester, harmbench_csv, tmp_path)
+    (pytester.path / "summary.json").write_text('{"rows": []}')  # "." is a results directory
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *flags)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert any(message in line for line in result.errlines), result.errlines
+    assert not any((tmp_path / "results").glob("runs/*")) and not (tmp_path / "results" / "summary.json").exists()
