@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import math
 import os
 import random
 import select
@@ -134,6 +135,8 @@ def _number(value: Any, kind: type[_N], option: str, minimum: float) -> _N:
         number = kind(value)
     except (TypeError, ValueError):
         raise ConfigError(f"expected a number, got {value!r}", option=option) from None
+    if not math.isfinite(number):
+        raise ConfigError(f"expected a finite number, got {number}", option=option)
     if number < minimum:
         raise ConfigError(f"must be at least {minimum}, got {number}", option=option)
     return number
@@ -252,6 +255,11 @@ class _Connections:
 
 class OpenAIEngine(BaseEngine):
     name = "openai"
+
+    @classmethod
+    def validate(cls, config: EngineConfig) -> OpenAISettings:
+        """The settings, checked before any run directory is touched (not first at boot)."""
+        return OpenAISettings.from_config(config)
 
     def __init__(self, config: EngineConfig):
         self.config = config

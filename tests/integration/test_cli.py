@@ -78,6 +78,13 @@ def test_run_writes_a_run_directory_and_prints_the_summary(harmbench_csv, tmp_pa
     (("--framings", "FIXTURES/framings/broken.toml"), "broken.toml: invalid TOML"),
     (("--harmbench", "FIXTURES/behaviors/duplicate_id.csv"), "duplicate_id.csv, row 4, column 'BehaviorID'"),
     (("--engine", "openai"), "option --model: --model is required with --engine openai"),
+    # checked at boot, after the run's lock file was written; nan was accepted
+    (("--engine", "openai", "--model", "m", "--base-url", "http://127.0.0.1:1/v1", "--concurrency", "0"),
+     "option --concurrency: must be at least 1, got 0"),
+    (("--engine", "openai", "--model", "m", "--base-url", "http://127.0.0.1:1/v1", "--request-timeout", "nan"),
+     "option --request-timeout: expected a finite number, got nan"),
+    (("--engine", "openai", "--model", "m", "--base-url", "http://127.0.0.1:1/v1", "--retry-backoff", "inf"),
+     "option --retry-backoff: expected a finite number, got inf"),
 ])
 def test_run_rejects_bad_input_before_anything_is_written(args, fragment, harmbench_csv, tmp_path):
     results = tmp_path / "results"
