@@ -389,6 +389,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     known = sorted({name for record in records for name in record.verdicts})
     if records and judge not in known:
         raise InputError(f"no verdicts of judge {judge!r} in this run; it has: {', '.join(known)}", option="--judge")
+    absent = sorted(set(args.behavior or ()) - {record.behavior_id for record in records})
+    if absent:
+        state = "" if manifest.get("status") == "complete" else f" (its {len(records)} records so far)"
+        raise InputError(f"behavior {terminal_safe(absent[0])!r} is not in this run{state}", option="--behavior")
     spec = manifest["spec"]
     # Stored text is data, not terminal commands: control and bidi characters are escaped.
     print(terminal_safe(f"run {manifest['spec_sha256'][:12]}: {spec.get('model')} {spec.get('protocol')} "

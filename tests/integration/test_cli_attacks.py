@@ -226,3 +226,10 @@ def test_a_bad_sync_cadence_is_refused_by_rerun_and_pytest(run_dir, tmp_path, ha
                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 4 and "option --sync" in result.stdout + result.stderr
     assert not (tmp_path / "results" / "runs").exists()
+
+
+def test_show_of_a_behavior_not_in_the_run_is_an_error(run_dir):
+    # a mistyped id printed the run's header line and nothing else, with exit status 0
+    shown = evalkit("show", run_dir, "--behavior", "no_such_behavior")
+    assert_one_line_error(shown, "option --behavior", "'no_such_behavior' is not in this run")
+    assert shown.stdout == ""
