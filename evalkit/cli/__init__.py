@@ -222,9 +222,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         suite = suites[args.suite]
         protocol = protocol or suite.protocol
         n = n if n is not None else (suite.n or None)
-        batch_size = batch_size or suite.batch_size
+        batch_size = batch_size if batch_size is not None else suite.batch_size
     if protocol is None:
         raise InputError("give --protocol, or --suite for a suite's protocol, n and batch size", option="--protocol")
+    batch_size = 1 if batch_size is None else batch_size
+    if batch_size < 1:
+        raise InputError(f"must be at least 1, got {batch_size}", option="--batch-size")
     try:
         profile = load_profile(args.profile)
     except EvalkitError as exc:
@@ -240,9 +243,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if n is not None:
         dataset = select(dataset, Selection(first=n))
     if args.judge_sensitivity is not None or args.judge_specificity is not None:
-        return _simulate_corrected_gap(args, dataset, pair, profile, thresholds, protocol, batch_size or 1)
+        return _simulate_corrected_gap(args, dataset, pair, profile, thresholds, protocol, batch_size)
     started = time.perf_counter()
-    result = simulate(dataset.behaviors, pair, profile, protocol, args.reps, batch_size or 1, args.seed,
+    result = simulate(dataset.behaviors, pair, profile, protocol, args.reps, batch_size, args.seed,
                       thresholds)
     result["seconds"] = round(time.perf_counter() - started, 3)
     if args.json:

@@ -26,6 +26,16 @@ def test_json_shape(harmbench_csv):
     assert "no_order_effect" not in fixed["tests"]  # orders do not vary: not applicable
 
 
+@pytest.mark.parametrize("args", [("--protocol", "fixed", "--n", "20"), ("--suite", "pilot")])
+def test_batch_size_zero_is_refused_by_name(harmbench_csv, args):
+    # 0 silently became the suite's batch size (or 1) and the simulation ran
+    out = subprocess.run([sys.executable, "-m", "evalkit.cli", "simulate", "--harmbench", str(harmbench_csv),
+                          "--profile", "null", "--reps", "1", "--batch-size", "0", *args],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == "evalkit: error: option --batch-size: must be at least 1, got 0\n"
+
+
 @pytest.mark.slow
 def test_operating_characteristics(harmbench_csv):
     null = simulate(harmbench_csv, "--profile", "null", "--protocol", "randomized", "--reps", "200")
