@@ -35,6 +35,8 @@ def cmd_judges_agree(args: argparse.Namespace) -> int:
     from ..judges import JudgeSettings, build_judges, close_judges, positive_label
     from ..rejudge import judge_stored_run
 
+    if args.max_listed < 0:
+        raise InputError(f"must be at least 0, got {args.max_listed}", option="--max-listed")
     names = judge_list(args.judges, "--judges")
     if len(names) < 2:
         raise InputError("give at least two judges, e.g. --judges refusal,seed", option="--judges")

@@ -119,6 +119,8 @@ def test_agree_command_rejudges_stored_generations_and_prints_no_text(stored_run
     (("--judges", "refusal,refusal"), "listed twice"),
     (("--judges", "refusal,training-trace"), "do not label the same thing"),
     (("--judges", "refusal,oracle"), "unknown judge 'oracle'"),
+    # listed all disagreements but the last, then "... N+1 more"
+    (("--judges", "refusal,seed", "--max-listed", "-1"), "option --max-listed: must be at least 0, got -1"),
 ])
 def test_agree_command_errors(stored_run, argv, fragment):
     with pytest.raises(EvalkitError, match=fragment):
