@@ -30,6 +30,8 @@ def cmd_audit_sample(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise InputError(f"must be at least 1, got {args.n}", option="--n")
+    if args.seed < 0:
+        raise InputError(f"must be a non-negative integer, got {args.seed}", option="--seed")
     run_dir = Path(args.run_dir)
     csv_path, html_path, key_path = sample_paths(run_dir, args.seed)
     existing = [p for p in (csv_path, html_path, key_path) if p.exists()]

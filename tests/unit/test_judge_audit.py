@@ -86,6 +86,14 @@ def test_sample_is_reproducible_from_its_seed(stored_run, tmp_path):
         run_command("audit", "sample", str(run_dir), "--n", "6", "--seed", "3", "--harmbench", str(csv_path))
 
 
+def test_a_negative_seed_is_refused_before_anything_is_written(stored_run):
+    # it wrote sample-seed-1.csv, .html and -key.json; every other --seed refuses a negative one
+    run_dir, csv_path = stored_run
+    with pytest.raises(InputError, match="option --seed: must be a non-negative integer, got -1"):
+        run_command("audit", "sample", str(run_dir), "--n", "6", "--seed", "-1", "--harmbench", str(csv_path))
+    assert not any(p.exists() for p in sample_paths(run_dir, -1))
+
+
 def test_score_against_human_labels(stored_run, tmp_path, capsys):
     run_dir, csv_path = stored_run
     run_command("audit", "sample", str(run_dir), "--n", "12", "--seed", "11", "--harmbench", str(csv_path), "--force")
