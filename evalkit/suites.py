@@ -99,6 +99,10 @@ class SessionConfig:
 
     @classmethod
     def from_options(cls, values: dict[str, Any], engine_options: dict[str, Any]) -> SessionConfig:
+        for dest, flag in (("engine", "--engine"), ("judge", "--judge"), ("framings", "--framings"),
+                           ("models_file", "--models-file")):
+            if values.get(dest) == "":  # an unset variable in a script: not the default
+                raise ConfigError("empty value", option=flag)
         engine = values.get("engine") or "sim"
         engine_factory(engine)  # unknown engine: say so before anything else
         models = resolve_models(values.get("model"), values.get("models_file"), engine_names(),

@@ -90,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..suites import EnginePool, SessionConfig, materialize, prepare
 
     values = vars(args).copy()
-    values["model"] = [args.model] if args.model else None
+    values["model"] = [args.model] if args.model is not None else None
     config = SessionConfig.from_options(values, engine_options(values, args.engine))
     config = _with_protocol(config, args)
     session = prepare(config)  # validates everything before any engine boots

@@ -78,6 +78,12 @@ def test_run_writes_a_run_directory_and_prints_the_summary(harmbench_csv, tmp_pa
     (("--framings", "FIXTURES/framings/broken.toml"), "broken.toml: invalid TOML"),
     (("--harmbench", "FIXTURES/behaviors/duplicate_id.csv"), "duplicate_id.csv, row 4, column 'BehaviorID'"),
     (("--engine", "openai"), "option --model: --model is required with --engine openai"),
+    # an empty value (an unset variable in a CI script) silently ran the default sim models
+    (("--model", ""), "option --model: expected a model, ALIAS=MODEL or ALIAS=ENGINE:MODEL, got an empty value"),
+    (("--engine", ""), "option --engine: empty value"),
+    (("--judge", ""), "option --judge: empty value"),
+    (("--framings", ""), "option --framings: empty value"),
+    (("--models-file", ""), "option --models-file: empty value"),
     # checked at boot, after the run's lock file was written; nan was accepted
     (("--engine", "openai", "--model", "m", "--base-url", "http://127.0.0.1:1/v1", "--concurrency", "0"),
      "option --concurrency: must be at least 1, got 0"),
