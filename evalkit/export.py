@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import InputError
-from .runs import is_store_file, load_run
+from .report import is_results_file
+from .runs import load_run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,9 +55,10 @@ def export_run(run_dir: str | os.PathLike[str], fmt: str, output: str | os.PathL
         raise InputError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}", option="--format")
     frame = records_frame(run_dir)  # a run that cannot be trusted is refused before anything is written
     target = Path(output) if output else default_export_path(run_dir, fmt)
-    if is_store_file(target) or target.is_dir():
-        raise InputError(f"{target} is {'a directory' if target.is_dir() else 'a file of the run store'}; choose "
-                         "a path outside the run's own files", option="--output")
+    if is_results_file(target) or target.is_dir():
+        kind = "a directory" if target.is_dir() else "a file evalkit wrote to the results"
+        raise InputError(f"{target} is {kind}; choose a path outside the run's and the session's own files",
+                         option="--output")
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         if fmt == "parquet":

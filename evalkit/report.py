@@ -258,6 +258,17 @@ def judge_meta(judge: str, columns: str | Iterable[str] | None = None) -> Summar
 SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
 FIGURES = "figures"  # `evalkit report --figures` writes the report's figures here, beside summary.md
 GENERATIONS = ".summary"  # generation directories, and `current`, the link the pair is read through
+# what a session writes beside its runs (compare.*: under --baseline)
+SESSION_FILES = (SUMMARY_JSON, SUMMARY_MD, "compare.json", "compare.md")
+
+
+def is_results_file(path: str | os.PathLike[str]) -> bool:
+    """Whether writing ``path`` would replace a session's summary or compare file or a file of a
+    run: what an export must never be written over."""
+    from .runs import is_store_file
+
+    target = Path(path).parent.resolve() / Path(path).name
+    return is_store_file(target) or (target.name in SESSION_FILES and (target.parent / SUMMARY_JSON).is_file())
 
 
 def write_summary(summary: Sequence[SummaryRow], directory: str | os.PathLike[str], meta: SummaryRow | None = None,

@@ -233,3 +233,12 @@ def test_show_of_a_behavior_not_in_the_run_is_an_error(run_dir):
     shown = evalkit("show", run_dir, "--behavior", "no_such_behavior")
     assert_one_line_error(shown, "option --behavior", "'no_such_behavior' is not in this run")
     assert shown.stdout == ""
+
+
+def test_export_never_replaces_the_results_summary(run_dir):
+    # --output results/summary.json replaced the session's summary with the CSV
+    summary = run_dir.parent.parent / "summary.json"
+    before = summary.read_bytes()
+    refused = evalkit("export", run_dir, "--format", "csv", "--output", summary)
+    assert_one_line_error(refused, "--output", "summary.json")
+    assert summary.read_bytes() == before and json.loads(before)["rows"]
