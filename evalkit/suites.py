@@ -269,7 +269,6 @@ def prepare(config: SessionConfig) -> Session:
     # Model judges read the behavior (and its context) by id; a vote's members come along.
     judges = build_judges(judge_names, config.judge_settings, behaviors=full.behaviors)
     store = RunStore(config.results_dir or default_results_dir())
-    store.check_writable()
     plans, unavailable = [], {}
     for suite in chosen:
         n = config.n if config.n is not None else (suite.n or None)
@@ -295,6 +294,7 @@ def prepare(config: SessionConfig) -> Session:
                                n_requests=len(schedule))
                 plans.append(RunPlan(entry.alias, suite, pair, suite.protocol, batch_size, dataset, schedule, spec,
                                      cfg, entry))
+    store.check_writable()  # creates the directory: only once every input is known to be good
     return Session(config, full, framing_set, {s.id: s for s in chosen}, plans, store, judges, unavailable)
 
 
