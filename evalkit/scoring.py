@@ -158,6 +158,7 @@ def parse_label_map(text: str | None) -> dict[str, str]:
     if not text:
         return mapping
     text = LABEL_MAP_PRESETS.get(text.strip(), text)
+    given: dict[str, str] = {}
     for item in text.split(","):
         if not item.strip():
             continue
@@ -168,6 +169,8 @@ def parse_label_map(text: str | None) -> dict[str, str]:
         if label not in HUMAN_LABELS:
             raise InputError(f"{raw}={label}: the label must be one of {', '.join(HUMAN_LABELS)}",
                              option="--label-map")
+        if given.setdefault(raw, label) != label:
+            raise InputError(f"{raw!r} is mapped twice, to {given[raw]} and to {label}", option="--label-map")
         mapping[raw] = label
     return mapping
 

@@ -55,7 +55,10 @@ def test_unknown_human_label_and_length_mismatch_are_errors():
 def test_label_map_and_presets():
     assert parse_label_map("xstest")["2_full_refusal"] == "refusal"
     assert parse_label_map("Yes=refusal, no=compliance")["yes"] == "refusal"
-    for bad, fragment in (("yes", "RAW=LABEL"), ("yes=refused", "must be one of")):
+    assert parse_label_map("yes=refusal,YES=refusal")["yes"] == "refusal"  # said twice alike: fine
+    # the last of two contradicting mappings silently won
+    for bad, fragment in (("yes", "RAW=LABEL"), ("yes=refused", "must be one of"),
+                          ("1=refusal,1=compliance", "'1' is mapped twice, to refusal and to compliance")):
         with pytest.raises(InputError, match=fragment):
             parse_label_map(bad)
 
