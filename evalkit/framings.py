@@ -176,7 +176,7 @@ def load_framing_set(name_or_path: str) -> FramingSet:
         resource = resources.files(BUILTIN_PACKAGE) / f"{name_or_path}.toml"
         return parse_framing_set(resource.read_text(encoding="utf-8"), f"<builtin>/{name_or_path}.toml")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError("framing set file not found", file=str(path), option="--framings") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -118,7 +118,7 @@ def load_models_file(path: str | Path, engines: Iterable[str], engine_options: d
     by_key = {option.flag.lstrip("-").replace("-", "_"): option for option in engine_options.values()}
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except OSError as exc:
         raise ConfigError(f"cannot read the models file: {exc.strerror or exc}", file=str(path),
                           option="--models-file") from None

@@ -105,7 +105,7 @@ def load_profile(name_or_path: str) -> SimProfile:
     if name_or_path.endswith(".toml") or Path(name_or_path).is_file():
         path = Path(name_or_path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")
         except OSError as exc:
             raise ConfigError(f"cannot read sim profile: {exc.strerror or exc}", file=str(path),
                               option="--model") from None

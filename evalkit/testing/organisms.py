@@ -155,7 +155,7 @@ class OrganismConfig:
         else:
             where = str(path)
             try:
-                source = Path(path).read_text(encoding="utf-8")
+                source = Path(path).read_text(encoding="utf-8-sig")
             except OSError as exc:
                 raise ConfigError(f"cannot read organism config: {exc.strerror}", file=where) from None
             except UnicodeDecodeError as exc:
