@@ -87,7 +87,8 @@ def cohen_kappa(matrix: ConfusionMatrix, alpha: float = 0.05) -> Kappa:
     b = (1 - kappa) ** 2 * sum(p[i][j] * (cols[i] + rows[j]) ** 2 for i in range(k) for j in range(k) if i != j)
     c = (kappa - expected * (1 - kappa)) ** 2
     se = math.sqrt(max(a + b - c, 0.0) / ((1 - expected) ** 2 * n))
-    z = NormalDist().inv_cdf(1 - alpha / 2)
+    # for an alpha below ~2e-16, 1 - alpha/2 rounds to 1 (an infinite quantile): use the lower tail
+    z = NormalDist().inv_cdf(1 - alpha / 2) if 1 - alpha / 2 < 1 else -NormalDist().inv_cdf(alpha / 2)
     return Kappa(kappa, observed, expected, n, se, (max(-1.0, kappa - z * se), min(1.0, kappa + z * se)))
 
 

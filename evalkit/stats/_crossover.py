@@ -175,7 +175,8 @@ def _half_log_odds_ratio(
         cells = cells + 0.5
     half_log_ratio = 0.5 * math.log(cells[0, 0] * cells[1, 1] / (cells[0, 1] * cells[1, 0]))
     half_standard_error = 0.5 * math.sqrt(float(np.sum(1.0 / cells)))
-    z = float(stats.norm.ppf(1.0 - alpha / 2.0))
+    # for an alpha below ~2e-16, 1 - alpha/2 rounds to 1 (an infinite quantile): use the lower tail
+    z = float(stats.norm.ppf(1.0 - alpha / 2.0) if 1.0 - alpha / 2.0 < 1.0 else -stats.norm.ppf(alpha / 2.0))
     ci = (
         math.exp(half_log_ratio - z * half_standard_error),
         math.exp(half_log_ratio + z * half_standard_error),
@@ -304,7 +305,8 @@ def _risk_difference_decomposition(
         )
     pooled_variance = max(0.0, within_sum_of_squares) / degrees_of_freedom
     standard_error = 0.5 * math.sqrt(pooled_variance * (1.0 / free_first.n + 1.0 / paid_first.n))
-    critical = float(stats.t.ppf(1.0 - alpha / 2.0, degrees_of_freedom))
+    critical = float(stats.t.ppf(1.0 - alpha / 2.0, degrees_of_freedom) if 1.0 - alpha / 2.0 < 1.0
+                     else -stats.t.ppf(alpha / 2.0, degrees_of_freedom))  # as for z above
 
     def estimate(value: float) -> EffectEstimate:
         if standard_error == 0.0:

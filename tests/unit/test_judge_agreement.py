@@ -132,3 +132,10 @@ def test_agreement_statistics_live_in_stats():
     assert agreement.cohen_kappa is stats.cohen_kappa and agreement.ConfusionMatrix is stats.ConfusionMatrix
     assert scoring.Rate is stats.Rate
     assert stats.ConfusionMatrix.from_labels(["b", "a"], ["a", "c"]).categories == ("a", "b", "c")  # no order given
+
+
+def test_a_tiny_alpha_gives_a_finite_kappa_interval():
+    # 1 - alpha/2 rounded to 1 and NormalDist raised StatisticsError (`judges score --alpha 1e-300`)
+    kappa = cohen_kappa(ConfusionMatrix(("yes", "no"), ((20, 5), (10, 15))), alpha=1e-300)
+    low, high = kappa.ci
+    assert -1.0 <= low < kappa.kappa < high <= 1.0

@@ -231,3 +231,13 @@ def test_prescott_exact_over_the_probable_rows_equals_the_full_enumeration(monke
     monkeypatch.setattr(_crossover, "_NEGLIGIBLE_TAIL", 0.0)  # quantile 0 fails the check: whole support
     assert windowed == pytest.approx(crossover_analysis(free_first, paid_first).prescott.exact_p, rel=1e-9)
     assert 0 < windowed < 1
+
+
+def test_a_tiny_alpha_gives_finite_intervals_not_an_error():
+    # 1 - alpha/2 rounded to 1: infinite quantiles, and `evalkit stats crossover --alpha 1e-300` crashed
+    import json
+
+    result = crossover_analysis(PairedTable(8, 10, 3, 79), PairedTable(8, 10, 4, 78), alpha=1e-300)
+    payload = json.loads(json.dumps(result.as_dict(), allow_nan=False))
+    assert payload["framing_risk_difference"]["ci"] is not None
+    assert all(abs(bound) < 10 for bound in payload["framing_risk_difference"]["ci"])
