@@ -149,6 +149,9 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     if not rerun:
         raise InputError(f"{args.run_dir}/manifest.json has no rerun block", option="RUN_DIR")
     try:
+        for key in ("engine", "model", "framings", "pair", "protocol"):
+            if not isinstance(rerun[key], str):
+                raise TypeError(f"{key} is {type(rerun[key]).__name__}, not a string")
         alias = rerun.get("alias") or rerun["model"]
         model = rerun["model"] if alias == rerun["model"] else f"{alias}={rerun['model']}"
         values = {"engine": rerun["engine"], "model": [model], "framings": rerun["framings"],

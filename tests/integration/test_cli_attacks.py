@@ -242,3 +242,13 @@ def test_export_never_replaces_the_results_summary(run_dir):
     refused = evalkit("export", run_dir, "--format", "csv", "--output", summary)
     assert_one_line_error(refused, "--output", "summary.json")
     assert summary.read_bytes() == before and json.loads(before)["rows"]
+
+
+@pytest.mark.parametrize("key, value", [("framings", 5), ("pair", ["free-vs-paid"]), ("protocol", None)])
+def test_a_rerun_block_with_a_field_of_the_wrong_type_is_one_line(run_dir, tmp_path, key, value):
+    # framings = 5 reached load_framing_set and crashed with a TypeError traceback
+    run = copy_run(run_dir, tmp_path)
+    manifest = json.loads((run / MANIFEST).read_text())
+    manifest["rerun"][key] = value
+    (run / MANIFEST).write_text(json.dumps(manifest))
+    assert_one_line_error(evalkit("rerun", run), MANIFEST, "malformed rerun block", key)
