@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..report import SUMMARY_JSON, SummaryRow
 from ..runs import Record, load_run
-from .organisms import GroundTruth, expected_label, load_ground_truth
+from .organisms import GROUND_TRUTH, GroundTruth, expected_label, load_ground_truth
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,8 @@ def recover(results_dir: str | os.PathLike[str],
     out = []
     for row in summary["rows"]:
         truth = load_ground_truth(truth_dir if truth_dir is not None else row["model"])
+        if truth is None and truth_dir is not None:
+            raise InputError(f"{truth_dir} holds no organism ground truth ({GROUND_TRUTH})", option="--truth")
         if truth is None:
             raise InputError(f"model {row['model']!r} has no organism ground truth beside it; give --truth",
                              file=str(results / SUMMARY_JSON))

@@ -187,3 +187,11 @@ def test_fixups_keep_the_round_with_the_largest_smallest_margin_and_accept_at_th
     assert record["logit_margin"] == {"target": 1.0, "accept": accept, "smallest": 0.6}
     # the first pass sees the refused behavior's prompt three times, and asks for the configured minimum of steps
     assert trainers[0].passes[0] == (4, training["min_steps"])
+
+
+def test_cli_recovery_with_a_truth_directory_without_ground_truth_names_it(tmp_path, capsys):
+    # it said "give --truth" to a user who had given --truth (a mistyped directory)
+    (tmp_path / "summary.json").write_text('{"rows": [{"model": "m", "run": "r"}]}')
+    assert cli.main(["organisms", "recovery", str(tmp_path), "--truth", str(tmp_path / "typo")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "option --truth" in err[0] and "typo" in err[0] and "give --truth" not in err[0]
