@@ -34,14 +34,27 @@ MAX_TABLE_PAIRS = 10_000_000  # measured: 2 minutes and 0.6 GB here; 10^9 would 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool whose reader closed the pipe
 
 
+class _StoreOnce(argparse.Action):
+    """An option pytest repeats (--model) that this command takes once: a second one is refused,
+    not silently kept in place of the first."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        given = namespace.__dict__.setdefault("_given_once", set())
+        if self.dest in given:
+            parser.error(f"argument {option_string}: given twice; this command takes one (pytest takes several)")
+        given.add(self.dest)
+        setattr(namespace, self.dest, values)
+
+
 def _add(parser: argparse.ArgumentParser, option: Option, *, single: bool = False) -> None:
     kwargs = {"dest": option.dest, "help": option.help, "default": option.default}
     if option.action == "store_true":
         kwargs["action"] = "store_true"
     else:
         kwargs["type"] = option.type
-        if option.action == "append" and not single:
-            kwargs["action"] = "append"
+        if option.action == "append":
+            kwargs["action"] = _StoreOnce if single else "append"
         if option.choices:
             kwargs["choices"] = option.choices
     parser.add_argument(option.flag, **kwargs)

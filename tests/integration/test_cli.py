@@ -103,6 +103,14 @@ def test_run_rejects_bad_input_before_anything_is_written(args, fragment, harmbe
     assert not results.exists()  # not even an empty results/runs/ (--n 5000 left one)
 
 
+def test_run_refuses_a_second_model_instead_of_running_only_the_last(harmbench_csv, tmp_path):
+    # `--model null --model training-aware` ran training-aware alone, silently
+    result = evalkit("run", "--model", "null", "--model", "training-aware", "--harmbench", str(harmbench_csv),
+                     "--results-dir", str(tmp_path / "results"))
+    assert result.returncode == 2 and "argument --model: given twice" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "results").exists()
+
+
 def test_results_dir_that_is_a_file_is_refused(harmbench_csv, tmp_path):
     blocker = tmp_path / "taken"
     blocker.write_text("a file")
