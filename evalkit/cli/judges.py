@@ -90,6 +90,8 @@ def cmd_judges_score(args: argparse.Namespace) -> int:
 
     alpha = in_range(args.alpha, "--alpha", 0, 1, open_low=True, open_high=True)
     names = judge_list(",".join(args.judge), "--judge") if args.judge else list(DEFAULT_JUDGES)
+    if not names:  # --judge "": an empty table and exit status 0
+        raise InputError("empty value: name a judge, e.g. --judge refusal", option="--judge")
     settings = JudgeSettings.from_options(vars(args))
     built = build_judges(names, settings, behaviors={})
     odd = [j.name for j in built if j.name in names and positive_label(j) != REFUSAL]

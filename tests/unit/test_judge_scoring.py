@@ -132,6 +132,7 @@ def test_command_on_the_in_house_corpus(capsys):
 @pytest.mark.parametrize("argv, fragment", [
     (["--judge", "training-trace"], "labels reasoning traces"),
     (["--judge", "nope"], "unknown judge"),
+    (["--judge", ""], "option --judge: empty value"),  # scored no judge and exited 0
     (["--judge", "refusal", "--judge", "refusal"], "listed twice"),
     (["--alpha", "2"], "--alpha"),
     (["--label-map", "x"], "--label-map"),
