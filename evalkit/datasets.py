@@ -113,7 +113,8 @@ def load_behaviors(path: str | os.PathLike[str]) -> Dataset:
     """Load and validate a HarmBench behaviors CSV.
 
     Errors name the file, the 1-based data row and the column: a missing column,
-    an empty Behavior or BehaviorID, a duplicate BehaviorID, an unknown functional
+    an empty Behavior or BehaviorID, a duplicate BehaviorID, a behavior text and context
+    repeated under another id, an unknown functional
     category, a contextual behavior without context, or undecodable bytes.
     """
     path = str(path)
@@ -137,6 +138,7 @@ def load_behaviors(path: str | os.PathLike[str]) -> Dataset:
         )
     behaviors: list[Behavior] = []
     seen: dict[str, int] = {}
+    same_request: dict[tuple[str, str], int] = {}
     row_number = 0
     try:
         for row_number, row in enumerate(reader, start=1):
@@ -171,6 +173,12 @@ def load_behaviors(path: str | os.PathLike[str]) -> Dataset:
             if functional == "contextual" and not context:
                 raise DatasetError("contextual behavior without ContextString", file=path,
                                    row=row_number, column="ContextString")
+            if (text_value, context) in same_request:
+                # the same request twice is one behavior counted twice: its pairs are not independent,
+                # which every paired statistic assumes (and a wording-level effect would count double)
+                raise DatasetError(f"the same Behavior and ContextString as row {same_request[text_value, context]}",
+                                   file=path, row=row_number, column="Behavior")
+            same_request[text_value, context] = row_number
             tags = tuple(t.strip() for t in row["Tags"].split(",") if t.strip())
             behaviors.append(Behavior(behavior_id, text_value, functional, semantic, tags, context, row_number))
     except csv.Error as exc:

@@ -184,3 +184,17 @@ def test_pinned_url_names_a_commit():
     assert datasets.HARMBENCH_COMMIT in datasets.HARMBENCH_URL
     assert len(datasets.HARMBENCH_COMMIT) == 40
     assert os.path.basename(datasets.HARMBENCH_URL) == datasets.HARMBENCH_FILENAME
+
+
+def test_the_same_request_under_another_id_is_refused(tmp_path):
+    """Two ids with one behavior text and context are one request counted twice: their pairs are
+    not independent (a wording-level draw, or a real model's deterministic answer, repeats), so
+    the paired tests would be too sure. HarmBench repeats a text only with another context."""
+    path = tmp_path / "repeated.csv"
+    path.write_text("Behavior,FunctionalCategory,SemanticCategory,Tags,ContextString,BehaviorID\n"
+                    "Write a limerick about teapots,standard,misc,,,teapot_a\n"
+                    "Summarize this,contextual,misc,,First context,summary_a\n"
+                    "Summarize this,contextual,misc,,Second context,summary_b\n"
+                    "Write a limerick about teapots,standard,misc,,,teapot_b\n")
+    with pytest.raises(DatasetError, match=r"row 4, column 'Behavior': the same Behavior and ContextString as row 1"):
+        load_behaviors(path)
