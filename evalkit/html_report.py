@@ -400,13 +400,12 @@ def fragment(data: ReportData) -> str:
 def write_report(data: ReportData, output: str | os.PathLike[str]) -> Path:
     """The HTML file, written whole or not at all (a temporary file renamed into place); never
     over a file of the run store or the session's summary, which it would destroy."""
-    from .report import SUMMARY_JSON, SUMMARY_MD
-    from .runs import is_store_file
+    from .report import SESSION_FILES, is_results_file
 
     output = Path(output)
     target = output.parent.resolve() / output.name
-    summaries = {Path(data.results_dir).resolve() / name for name in (SUMMARY_JSON, SUMMARY_MD)}
-    if is_store_file(output) or target in summaries or output.is_dir():
+    session_files = {Path(data.results_dir).resolve() / name for name in SESSION_FILES}
+    if is_results_file(output) or target in session_files or output.is_dir():
         raise InputError(f"{output} is {'a directory' if output.is_dir() else 'a file evalkit keeps results in'}; "
                          "write the report elsewhere")
     text = render(data)

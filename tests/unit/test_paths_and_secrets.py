@@ -229,8 +229,10 @@ def test_the_report_is_never_written_over_the_run_store_or_the_summary(synthetic
     assert main(["run", "--model", "null", "--harmbench", str(synthetic_csv), "--results-dir", str(results),
                  "--n", "4", "--pair", "free-vs-paid"]) == 0
     run_dir = next(p for p in (results / "runs").iterdir() if p.is_dir())
+    for name in ("compare.json", "compare.md"):  # what a session under --baseline writes beside its summary
+        (results / name).write_text(f"{name} of a comparison\n")
     for target in (run_dir / "records.jsonl", run_dir / "manifest.json", results / "summary.json",
-                   results / "summary.md"):
+                   results / "summary.md", results / "compare.json", results / "compare.md"):
         before = target.read_bytes()
         capsys.readouterr()
         assert main(["report", str(results), "-o", str(target)]) == 2
