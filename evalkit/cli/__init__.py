@@ -355,14 +355,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     started_from = _read_text(Path(args.results_dir) / report.SUMMARY_JSON)
     data = load_report(args.results_dir, baseline=args.baseline, margin=margin, show_responses=args.show_responses)
     output = Path(args.output) if args.output else Path(args.results_dir) / "report.html"
+    figures_dir = Path(args.results_dir) / report.FIGURES
+    if args.figures and figures_dir.exists() and not figures_dir.is_dir():  # before anything is written
+        raise InputError(f"{figures_dir} is a file; --figures writes its figures into a directory of that name",
+                         option="--figures")
     write_report(data, output)
     print(f"wrote {output}")
     if args.figures:
         directory = Path(args.results_dir)
-        figures = write_figures(data, directory / report.FIGURES)
+        figures = write_figures(data, figures_dir)
         report.write_summary(data.summary, directory, meta=data.meta, figures=figures,
                              unless_changed_from=started_from)
-        print(f"wrote {len(figures)} figures (SVG and PNG) to {directory / report.FIGURES}; "
+        print(f"wrote {len(figures)} figures (SVG and PNG) to {figures_dir}; "
               f"{directory / report.SUMMARY_MD} embeds them")
     return 0
 

@@ -242,6 +242,21 @@ def test_the_report_is_never_written_over_the_run_store_or_the_summary(synthetic
     assert main(["show", str(run_dir)]) == 0  # the run is intact
 
 
+def test_report_figures_over_a_file_named_figures_is_refused_before_anything_is_written(synthetic_csv, tmp_path,
+                                                                                        capsys):
+    pytest.importorskip("matplotlib")
+    results = tmp_path / "results"
+    assert main(["run", "--model", "null", "--harmbench", str(synthetic_csv), "--results-dir", str(results),
+                 "--n", "4", "--pair", "free-vs-paid"]) == 0
+    (results / "figures").write_text("not a directory\n")
+    summary_md = (results / "summary.md").read_bytes()
+    capsys.readouterr()
+    assert main(["report", str(results), "--figures"]) == 2
+    err = capsys.readouterr().err
+    assert "figures is a file" in err and "--figures" in err and err.count("\n") == 1, err
+    assert not (results / "report.html").exists() and (results / "summary.md").read_bytes() == summary_md
+
+
 def test_a_snapshots_engine_hash_does_not_depend_on_the_base_urls_credentials(synthetic_csv, tmp_path):
     """The snapshot is committed: a hash over the password could be guessed offline, and a new
     password read as a model change ('model: engine_sha256 ... -> ...')."""
