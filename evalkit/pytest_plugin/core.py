@@ -33,7 +33,7 @@ import pytest
 
 from ..errors import EvalkitError, UnavailableHere
 from . import options as plugin_options
-from .options import option_value
+from .options import ini_origin, option_value
 from .state import (
     BOOTS_FILE,
     ROWS_FILE,
@@ -186,6 +186,12 @@ def _suite_marks(config: pytest.Config) -> list[pytest.MarkDecorator]:
     return [getattr(pytest.mark, suites[name].marker) for name in names if name in suites]
 
 
+def usage_message(config: pytest.Config, error: EvalkitError) -> str:
+    """The one line of a bad option, saying where the ini file set it when it did."""
+    origin = ini_origin(config, getattr(error, "option", None))
+    return f"evalkit: {error}" + (f" (set in {origin})" if origin else "")
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Bad evalkit options stop the session before any test runs, with exit status 4. The
     baseline tests run only under --baseline, the project-check tests only where a
@@ -193,10 +199,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     error = config.stash.get(SESSION_KEY, None)
     if isinstance(error, EvalkitError) and not isinstance(error, UnavailableHere):
         if is_worker(config):  # an xdist worker: the controller stops the session with it (exit 4)
-            getattr(config, "workeroutput")["evalkit_usage_error"] = f"evalkit: {error}"  # noqa: B009
+            getattr(config, "workeroutput")["evalkit_usage_error"] = usage_message(config, error)  # noqa: B009
             items[:] = []
             return
-        raise pytest.UsageError(f"evalkit: {error}")
+        raise pytest.UsageError(usage_message(config, error))
     dropped = set()
     baseline = option_value(config, "baseline")
     if not baseline:

@@ -130,6 +130,17 @@ def _from_ini(config: pytest.Config, option: Option) -> Any:
 
 
 VALUES_KEY = pytest.StashKey[dict[str, Any]]()
+FROM_INI_KEY = pytest.StashKey[set[str]]()  # the dests whose value the ini file gave
+
+
+def ini_origin(config: pytest.Config, flag: str | None) -> str | None:
+    """Where the ini file set the option of ``flag`` ('PATH: evalkit_name'); None when the
+    value came from the command line or the default (an error then names the flag alone)."""
+    option_values(config)
+    for option in all_options():
+        if option.flag == flag and option.dest in config.stash.get(FROM_INI_KEY, set()):
+            return f"{config.inipath}: {ini_name(option)}"
+    return None
 
 
 def option_value(config: pytest.Config, dest: str) -> Any:
@@ -142,16 +153,18 @@ def option_values(config: pytest.Config) -> dict[str, Any]:
     if VALUES_KEY in config.stash:
         return config.stash[VALUES_KEY]
     values = {}
+    from_ini: set[str] = set()
     for option in all_options():
         value = config.getoption(f"evalkit_{option.dest}")
-        if option.action == "store_true":
-            if value == option.default:  # a switch not given: the ini may turn it on
-                from_ini = _from_ini(config, option)
-                value = value if from_ini is None else from_ini
-        elif value is None:  # not given on the command line
-            value = _from_ini(config, option)
-            if value is None:
+        if (option.action == "store_true" and value == option.default) or value is None:
+            # not given on the command line (a switch not given: the ini may turn it on)
+            ini_value = _from_ini(config, option)
+            if ini_value is not None:
+                value = ini_value
+                from_ini.add(option.dest)
+            elif value is None:
                 value = option.default
         values[option.dest] = value
     config.stash[VALUES_KEY] = values
+    config.stash[FROM_INI_KEY] = from_ini
     return values

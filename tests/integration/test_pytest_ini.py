@@ -59,7 +59,11 @@ def test_a_flag_given_at_its_default_value_still_wins_over_the_ini(pytester, har
                                                         # a repeatable key's items: this one ran the whole
                                                         # session, then crashed writing the summary
                                                         ("evalkit_summary_column", "nope",
-                                                         "evalkit_summary_column = 'nope': choose from")])
+                                                         "evalkit_summary_column = 'nope': choose from"),
+                                                        # a value of the right type, out of range: checked
+                                                        # later, with the flag's name, and now the key's
+                                                        ("evalkit_alpha", "2", "set in "),
+                                                        ("evalkit_max_tokens", "0", "pytest.ini: evalkit_max_tokens)")])
 def test_a_bad_ini_value_is_a_usage_error_naming_the_key(pytester, harmbench_csv, tmp_path, key, value, message):
     project(pytester, harmbench_csv, tmp_path, **{key: value})
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
