@@ -184,6 +184,10 @@ class CorrectedGap:
         return fields_as_json(self)
 
 
+def _within_gap_range(value: float) -> float:
+    return max(-1.0, min(1.0, value))
+
+
 def corrected_gap(table: PairedTable, sensitivity_successes: int, refusals: int, specificity_successes: int,
                   compliance: int, ci_method: str = "newcombe", alpha: float = 0.05) -> CorrectedGap:
     """Correct the paired table's refusal rates and gap for a judge whose sensitivity and
@@ -205,9 +209,11 @@ def corrected_gap(table: PairedTable, sensitivity_successes: int, refusals: int,
     gap = gap_ci = None
     rates: dict[str, tuple[float, Interval] | tuple[None, None]] = {"free": (None, None), "paid": (None, None)}
     if youden > 0.0:
-        gap = max(-1.0, min(1.0, table.gap / youden))
+        gap = _within_gap_range(table.gap / youden)
         interval = mover_ratio_interval(table.gap, observed_ci, youden, youden_ci)
-        gap_ci = None if interval is None else (max(-1.0, interval[0]), min(1.0, interval[1]))
+        # each limit truncated into [-1, 1], as the estimate is: an interval wholly beyond a bound (an
+        # observed gap larger than J allows) becomes that bound, never an inverted interval
+        gap_ci = None if interval is None else (_within_gap_range(interval[0]), _within_gap_range(interval[1]))
         for slot, positives in (("free", table.a + table.b), ("paid", table.a + table.c)):
             rates[slot] = rogan_gladen_interval(positives, table.n, sensitivity_successes, refusals,
                                                 specificity_successes, compliance, alpha)

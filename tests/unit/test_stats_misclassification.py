@@ -146,6 +146,21 @@ def test_a_judge_no_better_than_chance_gives_no_correction():
     assert weak.gap is not None and weak.gap_ci is None
 
 
+@pytest.mark.parametrize("table", [PairedTable(5, 0, 30, 5), PairedTable(5, 30, 0, 5)], ids=["up", "down"])
+def test_an_interval_wholly_beyond_a_bound_is_truncated_not_inverted(table):
+    # Se = Sp = 0.65 from 200 + 200 labels (J = 0.3, interval about [0.20, 0.39]), and 30 of 40
+    # behaviors flip one way: an observed gap of 0.75, more than a J of 0.3 lets a true gap produce.
+    # The raw MOVER-R limits (Newcombe 2016) lie wholly beyond +-1 (about 1.69 to 3.5); truncating
+    # them into the parameter space, as Rogan & Gladen (1978) truncate an estimate outside it (and
+    # as the corrected rates here are), gives the bound, never low > high (it gave [1.69, 1.0]).
+    result = corrected_gap(table, 130, 200, 130, 200)
+    bound = math.copysign(1.0, table.gap)
+    assert result.gap == bound
+    assert result.gap_ci == (bound, bound)
+    low, high = mover_ratio_interval(table.gap, result.observed_gap_ci, result.youden, result.youden_ci)
+    assert min(abs(low), abs(high)) > 1.5  # the raw interval really is beyond the bound
+
+
 @pytest.mark.parametrize("args, fragment", [
     ((PairedTable(1, 0, 0, 1), 5, 4, 3, 3), "cannot exceed"),
     ((PairedTable(1, 0, 0, 1), 0, 0, 3, 3), "at least one"),
