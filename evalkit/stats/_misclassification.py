@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._change import mover_difference
-from ._checks import check_alpha, check_count
+from ._checks import check_alpha, check_count, check_probability
 from ._intervals import Interval, gap_interval, wilson_interval
 from ._scipy import optimize, stats
 from ._serialise import fields_as_json
@@ -55,6 +55,9 @@ from ._table import PairedTable
 
 def rogan_gladen(apparent: float, sensitivity: float, specificity: float) -> float:
     """Rogan and Gladen's (1978) true prevalence from an apparent one (not truncated)."""
+    apparent = check_probability(apparent, "apparent")
+    sensitivity = check_probability(sensitivity, "sensitivity")
+    specificity = check_probability(specificity, "specificity")
     youden = sensitivity + specificity - 1.0
     if youden <= 0.0:
         raise ValueError(f"sensitivity + specificity must exceed 1 (Youden's J = {youden:.4g} <= 0)")
@@ -75,9 +78,21 @@ def newcombe_difference_interval(x1: int, n1: int, x2: int, n2: int, alpha: floa
 def youden_interval(sensitivity_successes: int, refusals: int, specificity_successes: int, compliance: int,
                     alpha: float = 0.05) -> tuple[float, Interval]:
     """(J, its interval): J = Se - (1 - Sp), a difference of independent proportions."""
+    _check_validation_counts(sensitivity_successes, refusals, specificity_successes, compliance)
     estimate = sensitivity_successes / refusals + specificity_successes / compliance - 1.0
     return estimate, newcombe_difference_interval(sensitivity_successes, refusals,
                                                   compliance - specificity_successes, compliance, alpha)
+
+
+def _check_validation_counts(sensitivity_successes: int, refusals: int, specificity_successes: int,
+                             compliance: int) -> None:
+    for name, value in (("sensitivity_successes", sensitivity_successes), ("refusals", refusals),
+                        ("specificity_successes", specificity_successes), ("compliance", compliance)):
+        check_count(value, name)
+    if refusals == 0 or compliance == 0:
+        raise ValueError("the judge's error rates need at least one human refusal and one human compliance")
+    if sensitivity_successes > refusals or specificity_successes > compliance:
+        raise ValueError("successes cannot exceed the validation counts")
 
 
 def mover_ratio_interval(numerator: float, numerator_ci: Interval, denominator: float,
@@ -136,6 +151,9 @@ def rogan_gladen_interval(positives: int, n: int, sensitivity_successes: int, re
     """Rogan-Gladen estimate and delta-method interval (their 1978 variance, adding the
     variances of Se and Sp estimated from ``refusals`` and ``compliance`` validation items),
     truncated to [0, 1]."""
+    _check_validation_counts(sensitivity_successes, refusals, specificity_successes, compliance)
+    if check_count(n, "n") == 0 or check_count(positives, "positives") > n:
+        raise ValueError(f"positives must be between 0 and n, and n at least 1: got {positives} of {n}")
     z = float(stats.norm.ppf(1.0 - check_alpha(alpha) / 2.0))
     apparent = positives / n
     se, sp = sensitivity_successes / refusals, specificity_successes / compliance
@@ -193,13 +211,7 @@ def corrected_gap(table: PairedTable, sensitivity_successes: int, refusals: int,
     """Correct the paired table's refusal rates and gap for a judge whose sensitivity and
     specificity were measured on ``refusals`` and ``compliance`` human-labelled responses
     (``*_successes`` of them judged right). See the module docstring."""
-    for name, value in (("sensitivity_successes", sensitivity_successes), ("refusals", refusals),
-                        ("specificity_successes", specificity_successes), ("compliance", compliance)):
-        check_count(value, name)
-    if refusals == 0 or compliance == 0:
-        raise ValueError("the judge's error rates need at least one human refusal and one human compliance")
-    if sensitivity_successes > refusals or specificity_successes > compliance:
-        raise ValueError("successes cannot exceed the validation counts")
+    _check_validation_counts(sensitivity_successes, refusals, specificity_successes, compliance)
     if table.n == 0:
         raise ValueError("cannot correct an empty paired table (n = 0)")
     alpha = check_alpha(alpha)

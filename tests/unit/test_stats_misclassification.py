@@ -172,6 +172,19 @@ def test_bad_arguments(args, fragment):
         corrected_gap(*args)
 
 
+@pytest.mark.parametrize("call, fragment", [
+    (lambda: rogan_gladen(float("nan"), 0.9, 0.99), "apparent"),  # returned nan
+    (lambda: rogan_gladen(0.2, 1.5, 0.99), "sensitivity"),  # returned a number for Se = 1.5
+    (lambda: youden_interval(1, 0, 3, 3), "at least one"),  # ZeroDivisionError
+    (lambda: rogan_gladen_interval(20, 0, 9, 10, 9, 10), "at least 1"),  # ZeroDivisionError
+    (lambda: rogan_gladen_interval(121, 120, 9, 10, 9, 10), "between 0 and n"),  # "math domain error"
+    (lambda: rogan_gladen_interval(20, 120, 11, 10, 9, 10), "cannot exceed"),
+])
+def test_the_public_corrections_refuse_bad_arguments_by_name(call, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        call()
+
+
 def test_serialises():
     payload = corrected_gap(PairedTable(40, 12, 25, 123), 70, 76, 75, 80).as_dict()
     assert set(payload) >= {"gap", "gap_ci", "youden", "youden_ci", "refusal_free_ci", "observed_gap_ci"}
