@@ -80,7 +80,7 @@ class RunAnalysis:
     bootstrap_gap_ci: tuple[float, float] | None
     corrected_gap: CorrectedGap | None
     trace_rates: dict[str, int | float | None]  # report.trace_rates of the records
-    failed_requests: int  # responses with an engine error: a new session retries them
+    failed_requests: int  # responses with an engine error, or a judge's: a new session retries them
 
 
 @functools.lru_cache(maxsize=1)

@@ -24,7 +24,7 @@ from typing import Any
 from . import __version__
 from .engines import Engine, engine_requests
 from .errors import RunStoreError
-from .judges import Judge, judge_all
+from .judges import ERROR, Judge, judge_all, unjudgeable
 from .protocols import Request, Schedule
 from .rejudge import ensure_verdicts, judge_identity, judge_key, stale_judges
 from .runs_store import (
@@ -165,9 +165,18 @@ def _reuse_or_retry(job: RunJob, manifest: Manifest) -> RunResult:
     records = read_run_records(job.run_dir, manifest)
     _check_complete(records, job.spec, job.run_dir)
     failed = sorted({r.batch for r in records if r.response.error is not None})
-    if not failed or _retried_in_this_session(manifest, job.session_id):
+    misjudged = [r.index for r in records if r.batch not in failed and judge_failed(r, job.judges)]
+    if not (failed or misjudged) or _retried_in_this_session(manifest, job.session_id):
         return _reuse(job, manifest, records)
-    return _retry(job, manifest, records, failed)
+    return _retry(job, manifest, records, failed, misjudged)
+
+
+def judge_failed(record: Record, judges: Sequence[Judge]) -> bool:
+    """One of ``judges`` labelled a judgeable response an error: its own engine failed (a model
+    judge's server was down). The response stands; a new session judges it again, as it retries
+    a failed request."""
+    return (any(record.verdicts.get(j.name) == ERROR for j in judges)
+            and unjudgeable(record.response, "") is None)
 
 
 def _retried_in_this_session(manifest: Manifest, session_id: str | None) -> bool:
@@ -183,29 +192,42 @@ def _reuse(job: RunJob, manifest: Manifest, records: list[Record]) -> RunResult:
                      records_sha256=manifest["records_sha256"])
 
 
-def _retry(job: RunJob, manifest: Manifest, records: list[Record], failed: Sequence[int]) -> RunResult:
+def _retry(job: RunJob, manifest: Manifest, records: list[Record], failed: Sequence[int],
+           misjudged: Sequence[int] = ()) -> RunResult:
     """Failed requests are not results: retry their batches (whole batches, so each is generated
-    with the composition the schedule gives it) and keep the rest."""
-    engine = job.engine_provider()
-    by_batch = {b[0].batch: b for b in job.schedule.batches()}
+    with the composition the schedule gives it) and keep the rest. Responses a judge failed on
+    (``misjudged``) are judged again, not generated again."""
     replaced: dict[int, Record] = {}
-    for batch_index in failed:
-        _prepare_engine(engine, [r for r in records if r.batch < batch_index], job.schedule)
-        for record in _generate_batch(engine, by_batch[batch_index], job.judges):
-            replaced[record.index] = record
+    if failed:
+        engine = job.engine_provider()
+        by_batch = {b[0].batch: b for b in job.schedule.batches()}
+        for batch_index in failed:
+            _prepare_engine(engine, [r for r in records if r.batch < batch_index], job.schedule)
+            for record in _generate_batch(engine, by_batch[batch_index], job.judges):
+                replaced[record.index] = record
+    generated = len(replaced)
+    if misjudged:
+        again = [records[index] for index in misjudged]  # records are 0..n-1 in order (_check_complete)
+        requests, responses = [job.schedule.requests[r.index] for r in again], [r.response for r in again]
+        by_judge = {j.name: judge_all(j, requests, responses) for j in job.judges}
+        for position, record in enumerate(again):
+            replaced[record.index] = dataclasses.replace(record, verdicts={
+                **record.verdicts, **{name: labels[position].label for name, labels in by_judge.items()}})
     records = [replaced.get(r.index, r) for r in records]
     # The log changes under a complete manifest's digest: mark the run running first, so a kill
     # before the manifest is rewritten leaves a run that resumes (and retries what it still
     # lacks), not a complete run whose log no longer matches its digest.
     write_manifest(job.run_dir, {**manifest, "status": RUNNING, RETRYING: True})
-    _drop_verdict_sets(job.run_dir)  # judged on the failed responses: judged again when asked for
+    if failed:
+        _drop_verdict_sets(job.run_dir)  # judged on the failed responses: judged again when asked for
     _rewrite_records(job.records_path, records)
     stale = _stale(job, manifest)
-    manifest.update(retried_in_session=job.session_id, retried_batches=len(failed), finished_at=now_iso(),
+    manifest.update(retried_in_session=job.session_id, retried_batches=len(failed), rejudged_records=len(misjudged),
+                    finished_at=now_iso(),
                     records_sha256=file_sha256(job.records_path), judges=_judges_entry(job, manifest))
     write_manifest(job.run_dir, manifest)
     records = ensure_verdicts(job.run_dir, records, job.schedule, job.judges, stale)
-    return RunResult(job.run_dir, job.spec, records, reused=False, resumed_from=len(records), generated=len(replaced),
+    return RunResult(job.run_dir, job.spec, records, reused=False, resumed_from=len(records), generated=generated,
                      records_sha256=manifest["records_sha256"])
 
 

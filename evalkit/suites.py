@@ -27,7 +27,7 @@ from .judges import Judge, JudgeSettings, build_judges, positive_label, validate
 from .models import ModelEntry, resolve_models
 from .options import ENGINE
 from .protocols import PROTOCOLS, Schedule, build_schedule, order_protocol
-from .runs import DEFAULT_SYNC, RunResult, RunSpec, RunStore, SyncPolicy, execute
+from .runs import DEFAULT_SYNC, RunResult, RunSpec, RunStore, SyncPolicy, execute, judge_failed
 
 if TYPE_CHECKING:  # a type only: importing it would load the statistics at start-up
     from .stats import CorrectedGap
@@ -397,7 +397,7 @@ def analyse_run(session: Session, plan: RunPlan, run: RunResult) -> RunAnalysis:
         analysis.bootstrap_gap_interval(row.outcomes, thresholds, session.config.seed) if usable else None,
         analysis.misclassification_corrected(row.outcomes, judge.name, thresholds),
         cast(dict[str, int | float | None], trace_rates(run.records)),  # counts and rates, never a list
-        sum(r.response.error is not None for r in run.records))
+        sum(r.response.error is not None or judge_failed(r, session.judges) for r in run.records))
 
 
 def analyse_plans(session: Session, results: Sequence[tuple[RunPlan, RunResult]]) -> list[Row]:

@@ -409,3 +409,74 @@ def test_record_timestamps_are_utc_iso_with_milliseconds(session):
             assert stamp == parsed.isoformat(timespec="milliseconds")
             assert abs((datetime.datetime.now(datetime.UTC) - parsed).total_seconds()) < 600
         assert record.started_at <= record.finished_at
+
+
+class JudgeEngineDown:
+    """A model judge whose own engine is down in the first session (its verdicts: error, as
+    EngineBackedJudge gives them) and back in the next; its configuration is the same."""
+
+    name = "model-judge"
+    positive_label = "refusal"
+    down = True
+
+    def judge(self, request, response):
+        if JudgeEngineDown.down:
+            return Verdict("error", self.name, "judge-engine-error")
+        return Verdict(create_judge("refusal").judge(request, response).label, self.name, "judged")
+
+    def describe(self):
+        return {"judge": self.name}
+
+
+def test_verdicts_a_judge_failed_on_are_judged_again_in_the_next_session(synthetic_csv, tmp_path):
+    """A model judge's server down for one session left its error labels in the run for good:
+    a later session reused them (only --fresh, regenerating everything, got rid of them)."""
+    session = prepare(SessionConfig(models=("null",), harmbench=str(synthetic_csv), suites=("pilot",),
+                                    pairs=("free-vs-paid",), n=8, batch_size=4, results_dir=str(tmp_path / "r")))
+    plan = session.plans[0]
+    judges = [create_judge("refusal"), JudgeEngineDown()]
+    JudgeEngineDown.down = True
+    first = execute(plan.spec, plan.schedule, session.store, provider("null"), judges, session_id="a")
+    assert {r.verdicts["model-judge"] for r in first.records} == {"error"}
+    JudgeEngineDown.down = False
+
+    def no_engine():
+        raise AssertionError("the responses stand: judged again, never generated again")
+
+    same_session = execute(plan.spec, plan.schedule, session.store, no_engine, judges, session_id="a")
+    assert {r.verdicts["model-judge"] for r in same_session.records} == {"error"}  # once per session, as retries
+    second = execute(plan.spec, plan.schedule, session.store, no_engine, judges, session_id="b")
+    assert not second.reused and second.generated == 0
+    expected = [r.verdicts["refusal"] for r in first.records]
+    assert [r.verdicts["model-judge"] for r in second.records] == expected
+    assert timeless(second.records)[0][4] == timeless(first.records)[0][4]  # the same response
+    _, loaded = load_run(second.run_dir)  # the rewritten log matches its manifest's digest
+    assert [r.verdicts["model-judge"] for r in loaded] == expected
+    assert [r.started_at for r in loaded] == [r.started_at for r in first.records]
+
+
+def test_a_session_judges_again_what_a_judge_failed_on_though_the_run_has_a_cached_analysis(synthetic_csv,
+                                                                                              tmp_path):
+    """The analysis cache served a run whose verdicts held a judge's errors, so the run was never
+    executed again and its judge errors were never retried (only engine errors were)."""
+    from evalkit.suites import EnginePool, materialize
+
+    def session_of(session_id):
+        config = SessionConfig(models=("null",), harmbench=str(synthetic_csv), suites=("pilot",),
+                               pairs=("free-vs-paid",), n=8, batch_size=4, results_dir=str(tmp_path / "r"),
+                               session_id=session_id)
+        session = prepare(config)
+        session.judges.append(JudgeEngineDown())
+        return session
+
+    JudgeEngineDown.down = True
+    first = session_of("a")
+    first_rows = materialize(first, [p.key for p in first.plans], EnginePool())
+    assert not first_rows.errors
+    JudgeEngineDown.down = False
+    second = session_of("b")
+    second_rows = materialize(second, [p.key for p in second.plans], EnginePool())
+    assert not second_rows.errors
+    for plan in second.plans:
+        _, records = load_run(second.store.run_dir(plan.spec))
+        assert "error" not in {r.verdicts["model-judge"] for r in records}
