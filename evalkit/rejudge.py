@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import ConfigError, RunStoreError
-from .judges import Judge, JudgeSettings, build_judges, judge_all
+from .judges import ERROR, Judge, JudgeSettings, build_judges, judge_all, unjudgeable
 from .judges.stored import StoredRequests, batch_model_judges, run_behaviors, uses_model
 from .protocols import Request
 from .runs_store import (
@@ -62,34 +62,52 @@ def ensure_verdicts(run_dir: Path, records: list[Record], schedule: RequestsByIn
                     stale: set[str] | frozenset[str] = frozenset()) -> list[Record]:
     """Attach verdicts of judges that did not run at generation time, or whose
     configuration has changed since (``stale``), judging the stored responses (no engine
-    call) and caching them in ``verdicts/<judge>-<confighash>.jsonl``."""
+    call) and caching them in ``verdicts/<judge>-<confighash>.jsonl``. A response one of
+    them failed to judge (its own engine failed: an error label on a judgeable response) is
+    judged again by all of them (a vote counts its members' labels)."""
     missing = [j for j in judges if j.name in stale or any(j.name not in r.verdicts for r in records)]
     if not missing:
         return records
     by_index = {r.index: r for r in records}
+    cached = {judge.name: _cached_set(run_dir, records, judge) for judge in missing}
+    judge_failed = sorted({i for labels in cached.values() for i, label in (labels or {}).items()
+                           if label == ERROR and unjudgeable(by_index[i].response, "") is None})
     extra: dict[int, dict[str, str]] = {r.index: {} for r in records}
     for judge in missing:
-        for index, label in _verdict_set(run_dir, records, schedule, judge).items():
+        labels = cached[judge.name]
+        todo = records if labels is None else [by_index[i] for i in judge_failed]
+        if todo:
+            labels = {**(labels or {}), **_judged(schedule, judge, todo)}
+            _write_set(run_dir, judge, labels)
+        for index, label in (labels or {}).items():
             extra[index][judge.name] = label
     return [dataclasses.replace(by_index[i], verdicts={**by_index[i].verdicts, **extra[i]}) for i in sorted(by_index)]
 
 
-def _verdict_set(run_dir: Path, records: list[Record], schedule: RequestsByIndex, judge: Judge) -> dict[int, str]:
-    """index -> label of ``judge`` on the run: its cached verdict set, or judged now and cached."""
-    path = run_dir / VERDICTS_DIR / f"{judge_key(judge)}.jsonl"
+def _set_path(run_dir: Path, judge: Judge) -> Path:
+    return run_dir / VERDICTS_DIR / f"{judge_key(judge)}.jsonl"
+
+
+def _cached_set(run_dir: Path, records: list[Record], judge: Judge) -> dict[int, str] | None:
+    """index -> label of ``judge``'s cached verdict set on the run, or None if it has none that covers it."""
     labels: dict[int, str] = {}
     with contextlib.suppress(RunStoreError):  # a damaged cache is judged again, never used
-        labels = read_verdict_file(path)
-    if set(labels) == {r.index for r in records}:
-        return labels
-    verdicts = judge_all(judge, [schedule.requests[r.index] for r in records], [r.response for r in records])
-    labels = {r.index: v.label for r, v in zip(records, verdicts)}
+        labels = read_verdict_file(_set_path(run_dir, judge))
+    return labels if set(labels) == {r.index for r in records} else None
+
+
+def _judged(schedule: RequestsByIndex, judge: Judge, todo: list[Record]) -> dict[int, str]:
+    verdicts = judge_all(judge, [schedule.requests[r.index] for r in todo], [r.response for r in todo])
+    return {r.index: v.label for r, v in zip(todo, verdicts)}
+
+
+def _write_set(run_dir: Path, judge: Judge, labels: dict[int, str]) -> None:
+    path = _set_path(run_dir, judge)
     try:
         path.parent.mkdir(exist_ok=True)
     except OSError as exc:
         raise RunStoreError(f"{path.parent}: cannot create ({exc.strerror or exc})") from None
     atomic_write(path, b"".join(encode_line({"index": index, "label": labels[index]}) for index in sorted(labels)))
-    return labels
 
 
 def judge_stored_run(run_dir: str | os.PathLike[str], names: Sequence[str],

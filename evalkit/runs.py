@@ -218,8 +218,7 @@ def _retry(job: RunJob, manifest: Manifest, records: list[Record], failed: Seque
     # before the manifest is rewritten leaves a run that resumes (and retries what it still
     # lacks), not a complete run whose log no longer matches its digest.
     write_manifest(job.run_dir, {**manifest, "status": RUNNING, RETRYING: True})
-    if failed:
-        _drop_verdict_sets(job.run_dir)  # judged on the failed responses: judged again when asked for
+    _drop_verdict_sets(job.run_dir)  # judged on failed responses, or by a failed judge: judged again when asked for
     _rewrite_records(job.records_path, records)
     stale = _stale(job, manifest)
     manifest.update(retried_in_session=job.session_id, retried_batches=len(failed), rejudged_records=len(misjudged),

@@ -480,3 +480,28 @@ def test_a_session_judges_again_what_a_judge_failed_on_though_the_run_has_a_cach
     for plan in second.plans:
         _, records = load_run(second.store.run_dir(plan.spec))
         assert "error" not in {r.verdicts["model-judge"] for r in records}
+
+
+def test_a_judge_added_later_that_failed_judges_again_with_the_judges_counting_its_labels(synthetic_csv, tmp_path):
+    """A judge added after generation keeps its verdicts in a verdict set: the errors it gave
+    while its engine was down stayed there, and so did the vote that counted them as abstentions."""
+    from evalkit.judges.vote import VoteJudge
+
+    session = prepare(SessionConfig(models=("null",), harmbench=str(synthetic_csv), suites=("pilot",),
+                                    pairs=("free-vs-paid",), n=8, batch_size=4, results_dir=str(tmp_path / "r")))
+    plan = session.plans[0]
+    refusal, seed = create_judge("refusal"), create_judge("seed")
+    execute(plan.spec, plan.schedule, session.store, provider("null"), [refusal, seed], session_id="a")
+    model_judge = JudgeEngineDown()
+    added = [refusal, seed, model_judge, VoteJudge([refusal, model_judge])]
+    JudgeEngineDown.down = True
+    down = execute(plan.spec, plan.schedule, session.store, provider("null"), added, session_id="b")
+    assert {r.verdicts["model-judge"] for r in down.records} == {"error"}
+    assert {r.verdicts["vote"] for r in down.records} == {"unclear"}  # one vote of two: no majority
+    JudgeEngineDown.down = False
+    back = execute(plan.spec, plan.schedule, session.store, provider("null"), added, session_id="c")
+    expected = [r.verdicts["refusal"] for r in down.records]
+    assert [r.verdicts["model-judge"] for r in back.records] == expected
+    _, loaded = load_run(back.run_dir)
+    assert [r.verdicts["model-judge"] for r in loaded] == expected
+    assert [r.verdicts["vote"] for r in loaded] == expected  # both members agree now
