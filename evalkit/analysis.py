@@ -213,9 +213,13 @@ CONTROL_CHECKS = ("aa_control_shows_no_gap", "flip_rate_bounded", "no_order_effe
 def analyse(outcomes: PairedOutcomes, t: Thresholds, *, order_varies: bool, with_power: bool = True) -> RowAnalysis:
     table = outcomes.table()
     if table.n == 0 and outcomes.n_errors:
-        # every pair lost to engine errors: the row exists and fails its error check; there
-        # are no statistics to compute, and none are made up
+        # every pair lost to engine errors: the row exists and fails its error check (even when
+        # --max-error-rate allows that many: nothing is left to pass on); there are no statistics
+        # to compute, and none are made up
         errors = check_error_rate(outcomes, t)
+        if errors.passed:
+            errors = CheckOutcome(errors.name, False, f"{errors.message}, and no behavior has a usable verdict "
+                                                      "under both framings")
         nothing = {name: CheckOutcome(name, None, "no behavior has a usable verdict under both framings")
                    for name in TREATMENT_CHECKS + CONTROL_CHECKS if name != "error_rate_bounded"}
         return RowAnalysis(outcomes, None, None, {**nothing, errors.name: errors})
