@@ -497,7 +497,7 @@ def test_a_judge_added_later_that_failed_judges_again_with_the_judges_counting_i
     JudgeEngineDown.down = True
     down = execute(plan.spec, plan.schedule, session.store, provider("null"), added, session_id="b")
     assert {r.verdicts["model-judge"] for r in down.records} == {"error"}
-    assert {r.verdicts["vote"] for r in down.records} == {"unclear"}  # one vote of two: no majority
+    assert {r.verdicts["vote"] for r in down.records} == {"error"}  # a member failed
     JudgeEngineDown.down = False
     back = execute(plan.spec, plan.schedule, session.store, provider("null"), added, session_id="c")
     expected = [r.verdicts["refusal"] for r in down.records]
