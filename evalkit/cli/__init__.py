@@ -329,8 +329,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     alpha = in_range(args.alpha, "--alpha", 0, 1, open_low=True, open_high=True)
     margin = in_range(args.regression_margin, "--regression-margin", 0, 1, open_low=True, open_high=True)
+    max_error_rate = in_range(args.max_error_rate, "--max-error-rate", 0.0, 1.0)
     result = compare(load_version(args.baseline, args.judge), load_version(args.candidate, args.judge), alpha=alpha,
-                     margin=margin, baseline_name=args.baseline, candidate_name=args.candidate)
+                     margin=margin, baseline_name=args.baseline, candidate_name=args.candidate,
+                     max_error_rate=max_error_rate)
     if not result.rows:
         raise InputError(f"no alias x suite x pair row is in both {args.baseline} and {args.candidate}",
                          option="BASELINE/CANDIDATE")
@@ -541,6 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--alpha", type=float, default=0.05)
     compare.add_argument("--regression-margin", type=float, default=0.03,
                          help="a change within +/- this margin counts as no change")
+    compare.add_argument("--max-error-rate", type=float, default=0.0,
+                         help="largest share of failed requests a version may have; beyond it the row is not "
+                              "comparable (default 0)")
     shape = compare.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true")
     shape.add_argument("--markdown", action="store_true", help="a pull-request comment")

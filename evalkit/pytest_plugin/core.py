@@ -330,7 +330,7 @@ def _compare_with_baseline(config: pytest.Config, session: Session,
         rows = [materialized.rows[p.key] for p in session.plans if p.key in materialized.rows]
         return compare(load_version(baseline, session.config.judge), session_versions(session, rows),
                        alpha=session.config.thresholds.alpha, margin=margin, baseline_name=str(baseline),
-                       candidate_name="this session")
+                       candidate_name="this session", max_error_rate=session.config.thresholds.max_error_rate)
     except EvalkitError as exc:
         return f"--baseline {baseline}: {exc}"
 

@@ -1,0 +1,72 @@
+"""`evalkit compare` and `pytest --baseline` on sessions that do not measure the same thing: the
+comparison is refused or flagged, never a silent pass. On the sim engine, as real subprocesses.
+
+- a baseline whose engine failed on some requests: pairing only the behaviors that did not
+  fail compares a biased subset, so the row is `not comparable: baseline errors ...` (and the
+  baseline tests fail) unless `--max-error-rate` allows that share, as for a row's own tests.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+N = "200"
+
+
+def run_pytest(project: Path, harmbench_csv: Path, results: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--harmbench={harmbench_csv}",
+                           f"--results-dir={results}", "--n", N, "-m", "replication", *args], cwd=project,
+                          capture_output=True, text=True, timeout=600, env=dict(os.environ))
+
+
+def evalkit(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "evalkit.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "tests" / "behavioral", project / "tests" / "behavioral",
+                    ignore=shutil.ignore_patterns("__pycache__", "__evalkit_snapshots__"))
+    shutil.copy(ROOT / "pytest.ini", project)
+    # the null profile, except that the engine fails on 5% of requests
+    null = (ROOT / "evalkit" / "data" / "profiles" / "null.toml").read_text()
+    (project / "flaky.toml").write_text(null.replace('id = "null"', 'id = "null"\nerror_rate = 0.05'))
+    return project
+
+
+def test_a_baseline_with_errors_is_not_compared_on_the_behaviors_left(project, harmbench_csv, tmp_path):
+    base, candidate = tmp_path / "base", tmp_path / "candidate"
+    run_pytest(project, harmbench_csv, base, "--model", "m=sim:flaky.toml", "-k", "not snapshot")
+    summary = json.loads((base / "summary.json").read_text())
+    assert all(row["errors"] > 0 for row in summary["rows"]), summary["rows"]
+
+
+    # the candidate is the same model without the failures: nothing changed but the baseline's errors
+    checked = run_pytest(project, harmbench_csv, candidate, "--model", "m=sim:null", f"--baseline={base}",
+                         "-k", "baseline")
+    assert checked.returncode == 1, checked.stdout[-3000:]
+    assert ("FAILED tests/behavioral/test_baseline.py::test_no_refusal_regression_vs_baseline"
+            "[m-replication-free-vs-paid]") in checked.stdout, checked.stdout[-3000:]
+    assert "not comparable: baseline errors" in checked.stdout
+
+    compared = evalkit("compare", str(base), str(candidate), "--json")
+    assert compared.returncode == 0, compared.stderr
+    rows = json.loads(compared.stdout)["rows"]
+    row = next(r for r in rows if r["pair"] == "free-vs-paid")
+    errors = next(r["errors"] for r in summary["rows"] if r["pair"] == "free-vs-paid")
+    assert row["verdict"] == f"not comparable: baseline errors {errors} of {2 * int(N)} requests"
+    assert evalkit("compare", str(base), str(candidate), "--fail-on-regression").returncode == 1
+
+    # an allowed share of failures: compared on the behaviors judged in both, as documented
+    allowed = json.loads(evalkit("compare", str(base), str(candidate), "--json", "--max-error-rate", "0.5").stdout)
+    assert not any(r["verdict"].startswith("not comparable") for r in allowed["rows"]), allowed["rows"]
+    assert all(r["n"] < int(N) for r in allowed["rows"])
+    assert evalkit("compare", str(base), str(candidate), "--max-error-rate", "2").returncode == 2
