@@ -82,7 +82,9 @@ def provenance(spec: RunSpec, judge_name: str, judge_description: Mapping[str, o
            "temperature": engine_config.get("temperature"), "dataset_sha256": spec.dataset_sha256,
            "n_behaviors": spec.n_behaviors, "framing_set": spec.framing_set,
            "framing_texts_sha256": spec.framing_texts_sha256, "pair": spec.pair, "protocol": spec.protocol,
-           "batch_size": spec.batch_size, "judge": judge_name, "judge_sha256": _sha(dict(judge_description))[:16]}
+           "batch_size": spec.batch_size, "judge": judge_name,
+           # as a manifest records the judge (``rejudge.judge_identity``), so a live judge and a stored one agree
+           "judge_sha256": _sha(redact(dict(judge_description)))[:16]}
     return {k: v for k, v in out.items() if v is not None}
 
 

@@ -277,6 +277,30 @@ def test_a_snapshots_engine_hash_does_not_depend_on_the_base_urls_credentials(sy
     assert engine_hash("http://127.0.0.1:8001/v1") != plain  # another server is another engine
 
 
+def test_a_judges_hash_is_the_same_from_the_live_judge_and_from_its_manifest_record(synthetic_csv, tmp_path):
+    """pytest --baseline hashes the session's live judge, the baseline side its manifest record
+    (credentials cut): a judge served behind a password made every row 'not comparable:
+    judge_sha256', and a new password a snapshot's provenance change."""
+    from evalkit.judges import JudgeSettings
+    from evalkit.rejudge import judge_identity
+    from evalkit.snapshots import provenance
+
+    def judge_hash(base_url, recorded):
+        settings = JudgeSettings.from_options({"judge_engine": "openai", "judge_model": "judge-m",
+                                               "judge_option": [f"base_url={base_url}"]})
+        session = prepare(SessionConfig(models=("null",), harmbench=str(synthetic_csv), suites=("pilot",), n=4,
+                                        pairs=("free-vs-paid",), results_dir=str(tmp_path / "results"), judge="llm",
+                                        judge_settings=settings))
+        judge = next(j for j in session.judges if j.name == "llm")
+        description = judge_identity(judge) if recorded else judge.describe()
+        return provenance(session.plans[0].spec, judge.name, description)["judge_sha256"]
+
+    stored = judge_hash(f"http://user:{PASSWORD_MARK}one@127.0.0.1:8000/v1", recorded=True)
+    assert judge_hash(f"http://user:{PASSWORD_MARK}one@127.0.0.1:8000/v1", recorded=False) == stored
+    assert judge_hash(f"http://user:{PASSWORD_MARK}two@127.0.0.1:8000/v1", recorded=False) == stored
+    assert judge_hash("http://127.0.0.1:8001/v1", recorded=False) != stored  # another judge server
+
+
 def test_a_proxy_password_with_an_unencoded_slash_is_a_one_line_error_without_it(synthetic_csv, tmp_path, capsys,
                                                                                  monkeypatch):
     for name in ("NO_PROXY", "no_proxy", "http_proxy"):
