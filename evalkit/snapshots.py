@@ -37,6 +37,9 @@ MEASUREMENT_FIELDS = ("seed", "dataset_sha256", "n_behaviors", "framing_set", "f
 SUMMARY_KEYS = ("n", "a", "b", "c", "d", "refusal_free", "refusal_paid", "gap", "gap_ci", "mcnemar_midp",
                 "mcnemar_exact_p", "flip_rate", "errors")
 MAX_IDS = 12  # behavior ids listed in a change summary; the diff of the file has them all
+# The snapshot's gap interval is always this one (95% Newcombe), whatever --alpha and --ci-method
+# say: they change the analysis, not the decisions, and must not fail a snapshot made under others.
+SNAPSHOT_CI = ("newcombe", 0.05)
 
 
 def _sha(value: object) -> str:
@@ -86,6 +89,20 @@ def provenance(spec: RunSpec, judge_name: str, judge_description: Mapping[str, o
            # as a manifest records the judge (``rejudge.judge_identity``), so a live judge and a stored one agree
            "judge_sha256": _sha(redact(dict(judge_description)))[:16]}
     return {k: v for k, v in out.items() if v is not None}
+
+
+def summary_numbers(summary: Mapping[str, object]) -> dict[str, object]:
+    """The snapshot's rounded summary numbers from a summary row (``report.summary_rows``), with
+    the gap interval recomputed as ``SNAPSHOT_CI``."""
+    from . import stats
+    from .report import DIGITS
+
+    out = {key: summary.get(key) for key in SUMMARY_KEYS}
+    counts = [summary.get(key) for key in ("a", "b", "c", "d")]
+    if out.get("gap_ci") is not None and all(isinstance(count, int) for count in counts):
+        interval = stats.gap_interval(stats.PairedTable(*counts), *SNAPSHOT_CI)
+        out["gap_ci"] = [round(float(limit), DIGITS) for limit in interval]
+    return out
 
 
 def render(snapshot: DecisionSnapshot) -> str:

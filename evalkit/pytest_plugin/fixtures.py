@@ -127,7 +127,7 @@ def evalkit_snapshot(request: pytest.FixtureRequest) -> Callable[[Row], None]:
         current = snapshots.DecisionSnapshot(
             row.plan.model, row.plan.suite.id, row.plan.pair.id,
             snapshots.provenance(row.plan.spec, judge.name, judge.describe()),
-            {key: summary.get(key) for key in snapshots.SUMMARY_KEYS}, row.analysis.outcomes.codes)
+            snapshots.summary_numbers(summary), row.analysis.outcomes.codes)
         directory = Path(request.node.path).parent / snapshots.DIRECTORY
         stem = row.plan.entry.file_stem if row.plan.entry is not None else row.plan.model
         path = snapshots.snapshot_path(directory, stem, row.plan.suite.id, row.plan.pair.id)

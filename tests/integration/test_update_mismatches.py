@@ -1,9 +1,13 @@
-"""`evalkit compare` and `pytest --baseline` on sessions that do not measure the same thing: the
-comparison is refused or flagged, never a silent pass. On the sim engine, as real subprocesses.
+"""Model updates between sessions that differ in something other than the model, on the sim
+engine, as real subprocesses: `evalkit compare` and `pytest --baseline` refuse or flag a
+comparison of sessions that do not measure the same thing, never pass it silently; a decision
+snapshot fails only when decisions or what they were measured under changed.
 
 - a baseline whose engine failed on some requests: pairing only the behaviors that did not
   fail compares a biased subset, so the row is `not comparable: baseline errors ...` (and the
   baseline tests fail) unless `--max-error-rate` allows that share, as for a row's own tests.
+- `--alpha` and `--ci-method` change the analysis, not the decisions: a snapshot recorded under
+  the defaults still passes under them (it failed with "changed: 0 of 60 behaviors" and nothing else).
 """
 
 import json
@@ -70,3 +74,19 @@ def test_a_baseline_with_errors_is_not_compared_on_the_behaviors_left(project, h
     assert not any(r["verdict"].startswith("not comparable") for r in allowed["rows"]), allowed["rows"]
     assert all(r["n"] < int(N) for r in allowed["rows"])
     assert evalkit("compare", str(base), str(candidate), "--max-error-rate", "2").returncode == 2
+
+
+def test_analysis_settings_do_not_fail_a_decision_snapshot(project, harmbench_csv, tmp_path):
+    results = tmp_path / "results"
+    args = ("--model", "m=sim:null", "-k", "snapshot")
+    recorded = run_pytest(project, harmbench_csv, results, *args, "--snapshot-update")
+    assert recorded.returncode == 0, recorded.stdout[-3000:]
+    snapshot = project / "tests" / "behavioral" / "__evalkit_snapshots__" / "m" / "replication--free-vs-paid.toml"
+    text = snapshot.read_text()
+    for setting in (("--alpha", "0.01"), ("--ci-method", "wald"), ("--ci-method", "tango", "--alpha", "0.2")):
+        again = run_pytest(project, harmbench_csv, results, *args, *setting)
+        assert again.returncode == 0, (setting, again.stdout[-3000:])
+    assert snapshot.read_text() == text
+    # what the snapshot is for still fails it
+    changed = run_pytest(project, harmbench_csv, results, "--model", "m=sim:training-aware", "-k", "snapshot")
+    assert changed.returncode == 1 and "model: model null -> training-aware" in changed.stdout, changed.stdout[-3000:]
