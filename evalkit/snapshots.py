@@ -182,7 +182,9 @@ def describe_change(stored: DecisionSnapshot, current: DecisionSnapshot, change:
                     update_hint: str) -> str:
     """The failure message: counts first, short enough for a terminal without -vv."""
     title = f"{current.alias} / {current.suite} / {current.pair}"
-    lines = [f"decisions of {title} changed: {len(change.changed)} of {change.compared} behaviors"]
+    lines = [f"decisions of {title} changed: {len(change.changed)} of {change.compared} behaviors" if change.changed
+             else f"decisions of {title} did not change ({change.compared} behaviors); what they were measured "
+                  "on or under did"]
     if change.measurement_differs:
         differing = [f"{f} {_short(a)} -> {_short(b)}" for f, a, b in change.provenance if f in MEASUREMENT_FIELDS]
         lines.append(f"  provenance differs ({'; '.join(differing)}): not a model change; these decisions are not "
@@ -200,7 +202,7 @@ def describe_change(stored: DecisionSnapshot, current: DecisionSnapshot, change:
     if change.changed:
         lines.append(f"  behaviors: {_ids(list(change.changed))}")
     if change.added or change.removed:
-        lines.append(f"  behaviors added {len(change.added)}, removed {len(change.removed)} (another dataset)")
+        lines.append(f"  behaviors added {len(change.added)}, removed {len(change.removed)} (another dataset or --n)")
     lines.append(f"  snapshot: {path}; if the change is intended: {update_hint}")
     return "\n".join(lines)
 
