@@ -147,12 +147,17 @@ def load_version(path: str | Path, judge: str = "refusal") -> dict[Key, VersionR
         run_dir = path / "runs" / str(row.get("run", ""))
         if not is_one_component(str(row.get("run", ""))) or not (run_dir / MANIFEST).is_file():
             raise InputError(f"{summary} names run {row.get('run')!r}, which is not in {path / 'runs'}")
-        key, version_row = _version_row(run_dir, load_manifest(run_dir), judge)
+        # the row's own alias and suite: one run serves every alias (and suite) of its specification,
+        # and its manifest names only the first that generated it
+        names = tuple(row.get(field) for field in ("model", "suite", "pair"))
+        key = names if all(isinstance(name, str) and name for name in names) else None
+        key, version_row = _version_row(run_dir, load_manifest(run_dir), judge, key)
         out[key] = version_row
     return out
 
 
-def _version_row(run_dir: Path, manifest: dict[str, Any], judge: str) -> tuple[Key, VersionRow]:
+def _version_row(run_dir: Path, manifest: dict[str, Any], judge: str, key: Key | None = None
+                 ) -> tuple[Key, VersionRow]:
     from .runs import RunSpec, load_run
 
     _, records = load_run(run_dir)
@@ -160,8 +165,8 @@ def _version_row(run_dir: Path, manifest: dict[str, Any], judge: str) -> tuple[K
     if records and not all(judge in r.verdicts for r in records):
         known = sorted({name for r in records for name in r.verdicts})
         raise InputError(f"{run_dir} has no verdicts of judge {judge!r}; it has {', '.join(known)}", option="--judge")
-    alias = manifest.get("alias") or spec.model
-    key = (alias, manifest.get("suite") or spec.protocol, spec.pair)
+    if key is None:
+        key = (manifest.get("alias") or spec.model, manifest.get("suite") or spec.protocol, spec.pair)
     description = (manifest.get("judges") or {}).get(judge, {})
     return key, VersionRow(key, spec.pair_kind, spec.model, paired_outcomes(records, judge),
                            provenance(spec, judge, description), _categories(manifest), str(run_dir))

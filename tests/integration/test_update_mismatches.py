@@ -6,12 +6,16 @@ snapshot fails only when decisions or what they were measured under changed.
 - a baseline whose engine failed on some requests: pairing only the behaviors that did not
   fail compares a biased subset, so the row is `not comparable: baseline errors ...` (and the
   baseline tests fail) unless `--max-error-rate` allows that share, as for a row's own tests.
+- two aliases of one model share its runs, whose manifests name only the first alias: a results
+  directory's rows keep their own alias, so the second alias's update is compared (it was listed
+  "only in the candidate" and `--fail-on-regression` exited 0).
 - `--alpha` and `--ci-method` change the analysis, not the decisions: a snapshot recorded under
   the defaults still passes under them (it failed with "changed: 0 of 60 behaviors" and nothing else).
 """
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -90,3 +94,29 @@ def test_analysis_settings_do_not_fail_a_decision_snapshot(project, harmbench_cs
     # what the snapshot is for still fails it
     changed = run_pytest(project, harmbench_csv, results, "--model", "m=sim:training-aware", "-k", "snapshot")
     assert changed.returncode == 1 and "model: model null -> training-aware" in changed.stdout, changed.stdout[-3000:]
+
+
+def test_an_update_of_an_alias_sharing_its_runs_with_another_is_compared(project, harmbench_csv, tmp_path):
+    base, candidate = tmp_path / "base", tmp_path / "candidate"
+    models = project / "models.toml"
+    models.write_text('[models.prod]\nmodel = "sim:null"\n[models.staging]\nmodel = "sim:null"\n')
+    run_pytest(project, harmbench_csv, base, "--models-file=models.toml", "-k", "not snapshot")
+    summary = json.loads((base / "summary.json").read_text())
+    assert len({row["run"] for row in summary["rows"]}) == 2  # four rows, two runs: the aliases share them
+    models.write_text('[models.prod]\nmodel = "sim:null"\n[models.staging]\nmodel = "sim:training-aware"\n')
+    checked = run_pytest(project, harmbench_csv, candidate, "--models-file=models.toml", f"--baseline={base}",
+                         "-k", "baseline")
+    assert "has no row" not in checked.stdout, checked.stdout[-3000:]
+    failed = set(re.findall(r"^FAILED \S+::(\w+\[[^\]]+\])", checked.stdout, re.MULTILINE))
+    expected = {"test_framing_gap_not_larger_than_baseline[staging-replication-free-vs-paid]",
+                "test_no_refusal_regression_vs_baseline[staging-replication-free-vs-paid]"}
+    assert failed == expected, checked.stdout[-3000:]
+
+    compared = evalkit("compare", str(base), str(candidate), "--json")
+    assert compared.returncode == 0, compared.stderr
+    result = json.loads(compared.stdout)
+    verdicts = {(r["alias"], r["pair"]): r["verdict"] for r in result["rows"]}
+    assert verdicts[("staging", "free-vs-paid")] == "training-aware gap grew", verdicts
+    assert verdicts[("prod", "free-vs-paid")] == "no change", verdicts
+    assert result["only_in_baseline"] == result["only_in_candidate"] == []
+    assert evalkit("compare", str(base), str(candidate), "--fail-on-regression").returncode == 1
