@@ -346,7 +346,19 @@ def manifest_extra(session: Session, plan: RunPlan) -> dict[str, Any]:
                       "seed": plan.spec.seed, "batch_size": plan.batch_size, "n": plan.spec.n_behaviors,
                       "harmbench": plan.dataset.path, "max_tokens": session.config.max_tokens,
                       "temperature": session.config.temperature,
-                      "engine_options": plan.engine_config.options}}
+                      "engine_options": plan.engine_config.options,
+                      # the session's judge is recorded with each request: a rerun needs it to give the same records
+                      "judge": session.config.judge, "judge_options": _judge_options(session.config.judge_settings)}}
+
+
+def _judge_options(settings: JudgeSettings) -> dict[str, Any]:
+    """The judge options (options.JUDGE) that build ``settings``, credentials cut."""
+    from .safety import redact
+
+    options = {"judge_engine": settings.engine, "judge_model": settings.model,
+               "judge_option": [f"{key}={value}" for key, value in settings.options],
+               "vote_judges": ",".join(settings.vote_judges), "vote_tie": settings.vote_tie}
+    return cast(dict[str, Any], redact(options))
 
 
 def run_plan(session: Session, plan: RunPlan, pool: EnginePool, progress: Callable[[int, int], None] | None = None,

@@ -170,8 +170,9 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         values = {"engine": rerun["engine"], "model": [model], "framings": rerun["framings"],
                   "pair": [rerun["pair"]], "seed": rerun["seed"], "harmbench": args.harmbench or rerun["harmbench"],
                   "max_tokens": rerun["max_tokens"], "temperature": rerun["temperature"],
-                  "judge": args.judge, "results_dir": str(Path(args.run_dir).resolve().parent.parent),
-                  "sync": args.sync}
+                  **{o.dest: dict(rerun.get("judge_options") or {}).get(o.dest) for o in JUDGE},
+                  "judge": args.judge or rerun.get("judge") or "refusal",
+                  "results_dir": str(Path(args.run_dir).resolve().parent.parent), "sync": args.sync}
         config = SessionConfig.from_options(values, dict(rerun.get("engine_options") or {}))
         suite = Suite("rerun", "evalkit rerun", rerun["protocol"], int(rerun["n"]), int(rerun["batch_size"]),
                       "rerun", True)
@@ -480,7 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     rerun = commands.add_parser("rerun", help="resume or reuse a run from its manifest alone")
     rerun.add_argument("run_dir")
     rerun.add_argument("--harmbench", default=None, help="the behaviors file, if it moved since the run")
-    rerun.add_argument("--judge", default="refusal")
+    rerun.add_argument("--judge", default=None, help="the judge whose statistics the run line reports (default: the "
+                       "run's own, recorded in its manifest)")
     _add(rerun, next(o for o in COMMON if o.dest == "sync"))
     rerun.set_defaults(func=cmd_rerun)
 

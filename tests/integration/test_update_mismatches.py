@@ -9,6 +9,8 @@ snapshot fails only when decisions or what they were measured under changed.
 - two aliases of one model share its runs, whose manifests name only the first alias: a results
   directory's rows keep their own alias, so the second alias's update is compared (it was listed
   "only in the candidate" and `--fail-on-regression` exited 0).
+- `evalkit rerun` of a run judged by a judge beyond the base ones (here a vote) gives the same
+  records, that judge's verdicts included (the manifest did not record the judge).
 - `--alpha` and `--ci-method` change the analysis, not the decisions: a snapshot recorded under
   the defaults still passes under them (it failed with "changed: 0 of 60 behaviors" and nothing else).
 """
@@ -120,3 +122,32 @@ def test_an_update_of_an_alias_sharing_its_runs_with_another_is_compared(project
     assert verdicts[("prod", "free-vs-paid")] == "no change", verdicts
     assert result["only_in_baseline"] == result["only_in_candidate"] == []
     assert evalkit("compare", str(base), str(candidate), "--fail-on-regression").returncode == 1
+
+
+def test_rerun_regenerates_the_same_records_with_the_sessions_judge(harmbench_csv, tmp_path):
+    results = tmp_path / "results"
+    made = evalkit("run", "--model", "null", "--protocol", "randomized", "--n", "20", "--pair", "free-vs-paid",
+                   "--harmbench", str(harmbench_csv), "--results-dir", str(results), "--judge", "vote",
+                   "--vote-judges", "refusal,seed", "--vote-tie", "refusal")
+    assert made.returncode == 0, made.stderr
+    run_dir = next(p for p in (results / "runs").iterdir() if p.is_dir())
+    # the same run directory from its manifest alone, as if the session had died before generating
+    again = tmp_path / "again" / "runs" / run_dir.name
+    again.mkdir(parents=True)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    for key in ("finished_at", "n_records", "records_sha256"):
+        manifest.pop(key)
+    (again / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
+    rerun = evalkit("rerun", str(again))
+    assert rerun.returncode == 0 and "20 generated" not in rerun.stdout and "40 generated" in rerun.stdout, rerun
+
+    def records(directory):  # apart from timestamps, latencies and the checksums over them
+        out = []
+        for line in (directory / "records.jsonl").read_text().splitlines():
+            record = {k: v for k, v in json.loads(line).items() if k not in ("started_at", "finished_at", "checksum")}
+            record["response"].pop("latency_s")
+            out.append(record)
+        return out
+
+    assert records(again) == records(run_dir)
+    assert {name for r in records(again) for name in r["verdicts"]} == {"vote", "refusal", "seed"}
