@@ -342,13 +342,19 @@ def manifest_extra(session: Session, plan: RunPlan) -> dict[str, Any]:
     return {"suite": plan.suite.id, "alias": plan.model, "dataset": plan.dataset.describe(),
             "framing_set": session.framing_set.describe(),
             "rerun": {"engine": plan.spec.engine, "model": plan.spec.model, "alias": plan.model,
-                      "protocol": plan.protocol, "framings": session.config.framings, "pair": plan.pair.id,
+                      "protocol": plan.protocol, "framings": _framings_source(session), "pair": plan.pair.id,
                       "seed": plan.spec.seed, "batch_size": plan.batch_size, "n": plan.spec.n_behaviors,
                       "harmbench": plan.dataset.path, "max_tokens": session.config.max_tokens,
                       "temperature": session.config.temperature,
                       "engine_options": plan.engine_config.options,
                       # the session's judge is recorded with each request: a rerun needs it to give the same records
                       "judge": session.config.judge, "judge_options": _judge_options(session.config.judge_settings)}}
+
+
+def _framings_source(session: Session) -> str:
+    """--framings as a rerun reads it from any directory: a built-in name, or the file's absolute path."""
+    name = session.config.framings
+    return name if session.framing_set.path.startswith("<builtin>") else str(Path(name).resolve())
 
 
 def _judge_options(settings: JudgeSettings) -> dict[str, Any]:

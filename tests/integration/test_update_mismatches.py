@@ -10,7 +10,8 @@ snapshot fails only when decisions or what they were measured under changed.
   directory's rows keep their own alias, so the second alias's update is compared (it was listed
   "only in the candidate" and `--fail-on-regression` exited 0).
 - `evalkit rerun` of a run judged by a judge beyond the base ones (here a vote) gives the same
-  records, that judge's verdicts included (the manifest did not record the judge).
+  records, that judge's verdicts included (the manifest did not record the judge), and a run
+  made with a framing file given by a relative path reruns from any directory.
 - `--alpha` and `--ci-method` change the analysis, not the decisions: a snapshot recorded under
   the defaults still passes under them (it failed with "changed: 0 of 60 behaviors" and nothing else).
 """
@@ -151,3 +152,18 @@ def test_rerun_regenerates_the_same_records_with_the_sessions_judge(harmbench_cs
 
     assert records(again) == records(run_dir)
     assert {name for r in records(again) for name in r["verdicts"]} == {"vote", "refusal", "seed"}
+
+
+def test_rerun_finds_a_framing_file_given_by_a_relative_path_from_any_directory(harmbench_csv, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "mine.toml").write_text((ROOT / "evalkit" / "data" / "framings" / "study-raw.toml").read_text())
+    made = subprocess.run([sys.executable, "-m", "evalkit.cli", "run", "--model", "null", "--n", "20", "--pair",
+                           "free-vs-paid", "--framings", "mine.toml", "--harmbench", str(harmbench_csv),
+                           "--results-dir", "results"], cwd=project, capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    run_dir = next(p for p in (project / "results" / "runs").iterdir() if p.is_dir())
+    before = (run_dir / "records.jsonl").read_bytes()
+    rerun = evalkit("rerun", str(run_dir))  # from this test's working directory, not the project's
+    assert rerun.returncode == 0 and "(reused, 0 generated)" in rerun.stdout, rerun.stderr
+    assert (run_dir / "records.jsonl").read_bytes() == before
