@@ -158,10 +158,15 @@ def load_version(path: str | Path, judge: str = "refusal") -> dict[Key, VersionR
 
 def _version_row(run_dir: Path, manifest: dict[str, Any], judge: str, key: Key | None = None
                  ) -> tuple[Key, VersionRow]:
-    from .runs import RunSpec, load_run
+    from .runs import MANIFEST, SPEC_VERSION, RunSpec, load_run
 
     _, records = load_run(run_dir)
-    spec = RunSpec(**manifest["spec"])
+    try:
+        spec = RunSpec(**manifest["spec"])
+    except TypeError:  # fields another evalkit version wrote, or lacks
+        raise InputError(f"{run_dir / MANIFEST}: a run specification of evalkit {manifest.get('evalkit_version', '?')} "
+                         f"(spec_version {manifest['spec'].get('spec_version', '?')}), not of this version's "
+                         f"(spec_version {SPEC_VERSION}); run that session again with this version") from None
     if records and not all(judge in r.verdicts for r in records):
         known = sorted({name for r in records for name in r.verdicts})
         raise InputError(f"{run_dir} has no verdicts of judge {judge!r}; it has {', '.join(known)}", option="--judge")

@@ -12,6 +12,8 @@ snapshot fails only when decisions or what they were measured under changed.
 - `evalkit rerun` of a run judged by a judge beyond the base ones (here a vote) gives the same
   records, that judge's verdicts included (the manifest did not record the judge), and a run
   made with a framing file given by a relative path reruns from any directory.
+- a baseline whose run specification another evalkit version wrote is refused in one line
+  naming its manifest (it was a TypeError traceback).
 - `--alpha` and `--ci-method` change the analysis, not the decisions: a snapshot recorded under
   the defaults still passes under them (it failed with "changed: 0 of 60 behaviors" and nothing else).
 """
@@ -167,3 +169,21 @@ def test_rerun_finds_a_framing_file_given_by_a_relative_path_from_any_directory(
     rerun = evalkit("rerun", str(run_dir))  # from this test's working directory, not the project's
     assert rerun.returncode == 0 and "(reused, 0 generated)" in rerun.stdout, rerun.stderr
     assert (run_dir / "records.jsonl").read_bytes() == before
+
+
+def test_a_baseline_run_of_another_spec_version_is_refused_in_one_line(harmbench_csv, tmp_path):
+    results = tmp_path / "results"
+    made = evalkit("run", "--model", "null", "--n", "20", "--pair", "free-vs-paid", "--harmbench", str(harmbench_csv),
+                   "--results-dir", str(results))
+    assert made.returncode == 0, made.stderr
+    run_dir = next(p for p in (results / "runs").iterdir() if p.is_dir())
+    older = tmp_path / "older" / run_dir.name
+    shutil.copytree(run_dir, older)
+    manifest = json.loads((older / "manifest.json").read_text())
+    manifest["spec"]["spec_version"] = 1
+    del manifest["spec"]["schedule_sha256"]  # a field this version's specification has and that one lacked
+    (older / "manifest.json").write_text(json.dumps(manifest))
+    refused = evalkit("compare", str(older), str(run_dir))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert refused.stderr.count("\n") == 1 and str(older / "manifest.json") in refused.stderr, refused.stderr
+    assert "spec_version 1" in refused.stderr
