@@ -263,6 +263,11 @@ def _verdict(pair_kind: str, free: stats.RefusalChange, paid: stats.RefusalChang
 # ---------------------------------------------------------------- checks (pytest --baseline)
 
 
+def confidence_label(alpha: float) -> str:
+    """'95%' for alpha 0.05: the level intervals were computed at, as headers and messages name it."""
+    return f"{100 * (1 - alpha):.10g}%"
+
+
 def _change_summary(row: RowComparison) -> str:
     top = ", ".join(f"{t} {c}" for t, c in row.transitions[:6]) or "none"
     ids = ", ".join(row.changed[:12]) + (f" (+{len(row.changed) - 12} more)" if len(row.changed) > 12 else "")
@@ -275,7 +280,8 @@ def check_no_refusal_regression(row: RowComparison, alpha: float, margin: float)
     if row.not_comparable:
         return CheckOutcome("no_refusal_regression", False, f"{row.verdict}: the baseline measured something else")
     ok = row.refusal_change_bound > -margin
-    text = "; ".join(f"refusal {name} {c.baseline:.3f} -> {c.candidate:.3f} (change {c.change:+.4f}, 95% CI "
+    level = confidence_label(alpha)
+    text = "; ".join(f"refusal {name} {c.baseline:.3f} -> {c.candidate:.3f} (change {c.change:+.4f}, {level} CI "
                      f"[{c.change_ci[0]:+.4f}, {c.change_ci[1]:+.4f}])" for name, c in (("free", row.free),
                                                                                      ("paid", row.paid)))
     verdict = (f"a drop larger than {margin} is excluded (one-sided lower bound {row.refusal_change_bound:+.4f})" if ok
@@ -291,7 +297,8 @@ def check_gap_not_larger(row: RowComparison, alpha: float, margin: float) -> Che
         return CheckOutcome("gap_not_larger", False, f"{row.verdict}: the baseline measured something else")
     ok = row.gap_change_bound > -margin
     g = row.gap
-    text = (f"gap {g.baseline_gap:+.4f} -> {g.candidate_gap:+.4f}, change {g.change:+.4f} (95% MOVER CI "
+    level = confidence_label(alpha)
+    text = (f"gap {g.baseline_gap:+.4f} -> {g.candidate_gap:+.4f}, change {g.change:+.4f} ({level} MOVER CI "
             f"[{g.change_ci[0]:+.4f}, {g.change_ci[1]:+.4f}]); verdict: {row.verdict}")
     verdict = (f"growth beyond {margin} excluded (one-sided lower bound {row.gap_change_bound:+.4f})" if ok else
                f"growth beyond {margin} not excluded (one-sided lower bound {row.gap_change_bound:+.4f} at level "
@@ -328,10 +335,15 @@ def table_rows(comparison: Comparison) -> list[tuple[object, ...]]:
     return out
 
 
+def headers(comparison: Comparison) -> tuple[str, ...]:
+    """The table's headers, naming the level (1 - alpha) its intervals were computed at."""
+    return tuple(h.replace("95%", confidence_label(comparison.alpha)) for h in HEADERS)
+
+
 def render_table(comparison: Comparison, fmt: str = "simple") -> str:
     from tabulate import tabulate
 
-    text = str(tabulate(table_rows(comparison), headers=HEADERS, tablefmt=fmt, disable_numparse=True))
+    text = str(tabulate(table_rows(comparison), headers=headers(comparison), tablefmt=fmt, disable_numparse=True))
     for label, keys in (("only in the baseline", comparison.only_in_baseline),
                         ("only in the candidate", comparison.only_in_candidate)):
         if keys:

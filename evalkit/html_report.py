@@ -196,11 +196,11 @@ def _verdict_cell(verdict: str) -> _Raw:
     return _Raw(f'<td class="verdict v-{kind}" title="{_e(name)}: {_e(explanation)}">{_e(verdict)}</td>')
 
 
-def summary_table(summary: Sequence[SummaryRow], columns: Sequence[str] = ()) -> str:
+def summary_table(summary: Sequence[SummaryRow], columns: Sequence[str] = (), alpha: float = 0.05) -> str:
     """The rows and cells of summary.md, the verdict colour-coded and explained on hover."""
     from .report import table_cells
 
-    headers, body = table_cells(summary, columns)
+    headers, body = table_cells(summary, columns, alpha)
     cells = [(*row[:-1], _verdict_cell(str(row[-1]))) for row in body]
     return _table(headers, cells, "summary", lambda i: f' data-row="{i}"')
 
@@ -268,14 +268,15 @@ def _short(value: object) -> str:
 
 
 def _compare_html(comparison: Comparison, joint: Joint) -> str:
-    from .compare import HEADERS, table_rows
+    from .compare import headers, table_rows
     from .figures import compare_figures
 
     body = [(*cells[:-1], _compare_verdict(str(cells[-1]))) for cells in table_rows(comparison)]
     parts = [f"<h2 id=\"compare\">Model update: {_e(comparison.candidate)} vs {_e(comparison.baseline)}</h2>",
              "<p>Paired across versions on the behaviors judged in both. Refusal changes: Newcombe interval and "
              "McNemar mid-p; gap change (candidate gap − baseline gap): MOVER interval; margin "
-             f"{_e(comparison.margin)}.</p>", _table(HEADERS, body, "compare", lambda i: f' data-compare-row="{i}"')]
+             f"{_e(comparison.margin)}.</p>",
+             _table(headers(comparison), body, "compare", lambda i: f' data-compare-row="{i}"')]
     for label, keys in (("only in the baseline", comparison.only_in_baseline),
                         ("only in the candidate", comparison.only_in_candidate)):
         if keys:
@@ -351,7 +352,7 @@ def render(data: ReportData) -> str:
         + ("" if data.responses is not None else "; no model response text (--show-responses adds it)") + ".</p>",
         f'<p class="counts">{count_html}</p>',
         "<h2 id=\"summary\">Summary</h2>",
-        summary_table(summary, meta.get("summary_columns") or ()),
+        summary_table(summary, meta.get("summary_columns") or (), meta.get("alpha", 0.05)),
         "<p>Gap = refusal(paid) − refusal(free); negative means fewer refusals when told the output is private. "
         "Flips r&gt;c: refused under free, complied under paid. McNemar p is the mid-p; (adj) is adjusted within "
         "the row's family. Hover a verdict for its meaning.</p>", legend(),
@@ -393,7 +394,8 @@ def fragment(data: ReportData) -> str:
     with matplotlib.rc_context(STYLE):
         plot = forest(data.summary, data.meta.get("equivalence_margin"))
     return (f'<div class="evalkit"><style>{FRAGMENT_STYLE}</style><h2>evalkit summary</h2>'
-            + summary_table(data.summary, data.meta.get("summary_columns") or ()) + legend() + _figure_html(plot)
+            + summary_table(data.summary, data.meta.get("summary_columns") or (), data.meta.get("alpha", 0.05))
+            + legend() + _figure_html(plot)
             + "</div>")
 
 

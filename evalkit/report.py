@@ -170,6 +170,13 @@ HEADERS = ("model", "suite", "pair", "n", "refusal free", "refusal paid", "gap [
 EXTRA_COLUMNS = {"corrected-gap": "gap corrected for judge error [95% CI]"}
 
 
+def _headers(alpha: float, *names: str) -> tuple[str, ...]:
+    """``names`` (default: the table's) with the level (1 - ``alpha``) its intervals were computed at."""
+    from .compare import confidence_label
+
+    return tuple(h.replace("95%", confidence_label(alpha)) for h in names or HEADERS)
+
+
 def _corrected_cell(row: SummaryRow) -> str:
     corrected = row.get("corrected_gap")
     if not corrected or corrected["gap"] is None:
@@ -195,13 +202,15 @@ def _p(value: float) -> str:
     return "<0.0001" if value < 1e-4 else f"{value:.3g}"
 
 
-def table_lines(summary: Sequence[SummaryRow], fmt: str = "simple", columns: Sequence[str] = ()) -> str:
-    """The summary table; ``columns`` adds optional columns (``EXTRA_COLUMNS``) after the gap."""
-    headers, body = table_cells(summary, columns)
+def table_lines(summary: Sequence[SummaryRow], fmt: str = "simple", columns: Sequence[str] = (),
+                alpha: float = 0.05) -> str:
+    """The summary table; ``columns`` adds optional columns (``EXTRA_COLUMNS``) after the gap; the
+    interval headers say the level (1 - ``alpha``) the intervals were computed at."""
+    headers, body = table_cells(summary, columns, alpha)
     return str(tabulate(body, headers=headers, tablefmt=fmt, disable_numparse=True))
 
 
-def table_cells(summary: Sequence[SummaryRow], columns: Sequence[str] = ()
+def table_cells(summary: Sequence[SummaryRow], columns: Sequence[str] = (), alpha: float = 0.05
                 ) -> tuple[tuple[str, ...], list[tuple[object, ...]]]:
     """The summary table's headers and cells (text), as summary.md and the HTML report show them."""
     body: list[tuple[object, ...]] = []
@@ -225,7 +234,9 @@ def table_cells(summary: Sequence[SummaryRow], columns: Sequence[str] = ()
     # a project's columns (pytest_evalkit_summary_columns: each row's "columns") after the built-in ones
     project = list(dict.fromkeys(header for row in summary for header in row.get("columns", {})))
     body = [(*cells, *(_cell(row.get("columns", {}).get(h)) for h in project)) for cells, row in zip(body, summary)]
-    return HEADERS[:7] + tuple(EXTRA_COLUMNS[name] for name in columns) + HEADERS[7:] + tuple(project), body
+    headers = _headers(alpha)
+    extra_headers = tuple(_headers(alpha, EXTRA_COLUMNS[name])[0] for name in columns)
+    return headers[:7] + extra_headers + headers[7:] + tuple(project), body
 
 
 def _cell(value: object) -> str:
@@ -303,8 +314,9 @@ def write_summary(summary: Sequence[SummaryRow], directory: str | os.PathLike[st
     if figures:  # (title, PNG file name under figures/), written by `evalkit report --figures`
         legend += "\n## Figures\n\n" + "\n\n".join(f"![{title}]({FIGURES}/{name})" for title, name in figures) + "\n"
     columns = extra_columns((meta or {}).get("summary_columns"))
+    alpha = (meta or {}).get("alpha", 0.05)
     texts = {SUMMARY_JSON: json.dumps(payload, indent=2, sort_keys=True) + "\n",
-             SUMMARY_MD: "# evalkit summary\n\n" + table_lines(summary, "github", columns) + legend}
+             SUMMARY_MD: "# evalkit summary\n\n" + table_lines(summary, "github", columns, alpha) + legend}
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with FileLock(str(directory.resolve() / ".summary.lock")):

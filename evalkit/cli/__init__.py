@@ -124,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
-        print(report.table_lines(summary, columns=meta["summary_columns"]))
+        print(report.table_lines(summary, columns=meta["summary_columns"], alpha=meta["alpha"]))
     return 0
 
 

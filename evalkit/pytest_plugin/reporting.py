@@ -144,7 +144,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
     from .. import report
 
     terminalreporter.section("evalkit summary")
-    terminalreporter.write_line(report.table_lines(current.summary, columns=_columns(config)))
+    terminalreporter.write_line(report.table_lines(current.summary, columns=_columns(config),
+                                                    alpha=option_value(config, "alpha")))
     results_dir = evalkit_session(config).store.results_dir
     terminalreporter.write_line(f"written: {results_dir / 'summary.md'} and {results_dir / 'summary.json'}")
     comparison = current.comparison

@@ -310,3 +310,20 @@ def test_a_proxy_password_with_an_unencoded_slash_is_a_one_line_error_without_it
     err = capsys.readouterr().err
     assert "$HTTP_PROXY" in err and err.count("\n") == 1, err
     assert PASSWORD_MARK not in err and "'pw'" not in err, err
+
+
+def test_interval_headers_name_the_level_they_were_computed_at(synthetic_csv, tmp_path, capsys):
+    """--alpha 0.1 computes 90% intervals: the terminal table, summary.md and the comparison said
+    '95% CI' whatever the level."""
+    results = {}
+    for name in ("base", "cand"):
+        results[name] = tmp_path / name
+        capsys.readouterr()
+        assert main(["run", "--model", "null", "--harmbench", str(synthetic_csv), "--results-dir",
+                     str(results[name]), "--n", "8", "--pair", "free-vs-paid", "--alpha", "0.1"]) == 0
+        printed = capsys.readouterr().out
+        assert "gap [90% CI]" in printed and "95%" not in printed
+        assert "gap [90% CI]" in (results[name] / "summary.md").read_text()
+    assert main(["compare", str(results["base"]), str(results["cand"]), "--alpha", "0.1"]) == 0
+    printed = capsys.readouterr().out
+    assert "[change 90% CI]" in printed and "gap change [90% CI]" in printed and "95%" not in printed
