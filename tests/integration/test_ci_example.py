@@ -65,3 +65,22 @@ def test_evalkit_commands_parse():
 def test_example_models_file_loads():
     entries = load_models_file(ROOT / "examples" / "ci" / "models.toml", engine_names(), {o.dest: o for o in ENGINE})
     assert set(entries) == {"deepseek", "qwen"} and all(e.engine == "modal" for e in entries.values())
+
+
+def test_every_session_that_reads_runs_starts_from_the_cached_run_store():
+    """The cache restores results/runs; a session reads <results-dir>/runs. Each step whose pytest
+    session compares versions copies the cached runs in before it runs and its own runs back after,
+    so a baseline an earlier pull request evaluated is reused instead of booting GPUs again."""
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    steps = [s for job in workflow["jobs"].values() for s in job["steps"]]
+    cached = next(s for s in steps if s.get("uses", "").startswith("actions/cache"))
+    assert cached["with"]["path"] == "results/runs"
+    for step in steps:
+        script = step.get("run", "").replace("\\\n", " ")
+        results = [w.split("=", 1)[1] for line in script.splitlines() if line.strip().startswith("pytest")
+                   for w in shlex.split(line.strip(), comments=True) if w.startswith("--results-dir=")]
+        if not results or "--baseline" not in script and results[0] != "results/baseline":
+            continue
+        copy_in = script.find(f"cp -r results/runs/. {results[0]}/runs/")
+        copy_out = script.find(f"cp -r {results[0]}/runs/. results/runs/")
+        assert -1 < copy_in < script.find("pytest") < copy_out, step["name"]
