@@ -196,13 +196,16 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     """Bad evalkit options stop the session before any test runs, with exit status 4. The
     baseline tests run only under --baseline, the project-check tests only where a
     ``pytest_evalkit_row_checks`` is implemented: otherwise they are deselected."""
-    error = config.stash.get(SESSION_KEY, None)
-    if isinstance(error, EvalkitError) and not isinstance(error, UnavailableHere):
+    def stop(message: str) -> None:
         if is_worker(config):  # an xdist worker: the controller stops the session with it (exit 4)
-            getattr(config, "workeroutput")["evalkit_usage_error"] = usage_message(config, error)  # noqa: B009
+            getattr(config, "workeroutput")["evalkit_usage_error"] = message  # noqa: B009
             items[:] = []
             return
-        raise pytest.UsageError(usage_message(config, error))
+        raise pytest.UsageError(message)
+
+    error = config.stash.get(SESSION_KEY, None)
+    if isinstance(error, EvalkitError) and not isinstance(error, UnavailableHere):
+        return stop(usage_message(config, error))
     dropped = set()
     baseline = option_value(config, "baseline")
     if not baseline:
@@ -216,7 +219,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             in_range(option_value(config, "regression_margin"), "--regression-margin", 0, 1, open_low=True,
                      open_high=True)
         except EvalkitError as exc:
-            raise pytest.UsageError(f"evalkit: --baseline {baseline}: {exc}") from None
+            return stop(f"evalkit: --baseline {baseline}: {exc}")
     if not config.pluginmanager.hook.pytest_evalkit_row_checks.get_hookimpls():
         dropped.add("evalkit_project_checks")
     if dropped:  # reported as deselected, so pytest's "N selected" counts the tests that run

@@ -212,16 +212,21 @@ def test_a_row_whose_engine_fails_reports_the_message_not_a_traceback(pytester, 
     assert "fixtures.py" not in out and "def get(" not in out and "During handling" not in out, out[-3000:]
 
 
-def test_a_bad_option_under_xdist_is_a_usage_error(pytester, harmbench_csv, tmp_path):
+@pytest.mark.parametrize(("option", "message"), [
+    ("--suite=nope", "evalkit: option --suite: unknown suite 'nope'"),
+    # checked later, at collection, beside the baseline tests: it had no worker path of its own
+    ("--baseline=no-such-baseline", "evalkit: --baseline no-such-baseline: "),
+])
+def test_a_bad_option_under_xdist_is_a_usage_error(pytester, harmbench_csv, tmp_path, option, message):
     """README, Exit codes: a bad option is a usage error (exit 4) before anything runs, with `-n 2`
     too (the workers find it at collection; it was an INTERNALERROR about a closed channel, exit 3)."""
     pytester.makeini("[pytest]\nevalkit = true\n")
     pytester.makepyfile(test_suite=SUITE)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--suite=nope",
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", option,
                                            f"--harmbench={harmbench_csv}", f"--results-dir={tmp_path / 'results'}")
     out = result.stdout.str() + result.stderr.str()
     assert result.ret == pytest.ExitCode.USAGE_ERROR, out[-3000:]
-    assert "evalkit: option --suite: unknown suite 'nope'" in out
+    assert message in out
     assert "INTERNALERROR" not in out
 
 
