@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .. import plugins
@@ -37,6 +37,13 @@ class Response:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def __eq__(self, other: object) -> bool:
+        # Written out, not the dataclass's: pytest explains a failed == between dataclasses field
+        # by field, printing both texts, unless their __eq__ is their own.
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, f.name) == getattr(other, f.name) for f in fields(self))
 
     def __repr__(self) -> str:
         # Lengths, not text: pytest prints values in assertions and tracebacks (-l, -vv), and

@@ -211,3 +211,25 @@ def test_a_failing_test_of_your_own_over_the_records_shows_no_response(harmbench
     assert "1 failed" in run.stdout and "record     = Record(index=0" in run.stdout, run.stdout[-3000:]
     assert "response=Response(text=<" in run.stdout  # the length of the text, not the text
     assert "[Start of Answer]" not in run.stdout + run.stderr
+
+
+OWN_EQUALITY_TEST = """
+def test_the_same_answer_under_both_framings(evalkit_row):
+    records = evalkit_row.run.records
+    paid = {r.behavior_id: r.response for r in records if r.slot == "paid"}
+    for record in records:
+        if record.slot == "free":
+            assert record.response == paid[record.behavior_id]
+"""
+
+
+def test_a_failed_comparison_of_responses_in_your_own_test_shows_no_response(harmbench_csv, tmp_path):
+    """pytest explains a failed == between two dataclasses field by field, printing both texts,
+    unless the class has its own __eq__ (Response has, for that reason)."""
+    (tmp_path / "test_own.py").write_text(OWN_EQUALITY_TEST)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-vv", "test_own.py",
+                          "--evalkit-model=study-pilot", f"--evalkit-harmbench={harmbench_csv}", "--evalkit-n=20",
+                          "-m", "pilot", "--evalkit-pair=free-vs-paid", f"--evalkit-results-dir={tmp_path / 'r'}"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert "1 failed" in run.stdout and "assert Response(text=<" in run.stdout, run.stdout[-3000:]
+    assert "[Start of Answer]" not in run.stdout + run.stderr and "Drill down" not in run.stdout
