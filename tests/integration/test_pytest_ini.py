@@ -91,7 +91,8 @@ def test_margins_pairs_columns_and_a_baseline_from_the_ini(pytester, harmbench_c
     assert (meta["alpha"], meta["equivalence_margin"], meta["seed"], meta["summary_columns"]) == \
         (0.01, 0.05, 5, ["corrected-gap"])
     assert {(r["model"], r["pair"]) for r in written["rows"]} == {("a", "free-vs-paid"), ("b", "free-vs-paid")}
-    assert "gap corrected for judge error [95% CI]" in result.stdout.str()  # the column, in the terminal table
+    # the column, in the terminal table, at the level of the ini's alpha (0.01)
+    assert "gap corrected for judge error [99% CI]" in result.stdout.str()
     compared = json.loads((tmp_path / "results" / "compare.json").read_text())
     assert (compared["alpha"], compared["margin"], compared["baseline"]) == (0.01, 0.2, str(baseline))
     baseline_tests = [line for line in result.outlines if line.startswith("PASSED test_baseline.py::")]
